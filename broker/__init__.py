@@ -1,0 +1,1 @@
+"""How work moves: the Celery app and its settings, the producers, and the schedule."""

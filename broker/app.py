@@ -1,0 +1,94 @@
+"""The Celery app: queues, routes, reliability settings and the beat schedule (Asia/Shanghai)."""
+
+from celery import Celery
+from celery.schedules import crontab
+from celery.signals import before_task_publish, worker_init, worker_process_init
+
+from broker.database import forget_engine
+from broker.settings import Settings, get_settings, use_settings
+from domain.plans import load_plans
+
+QUEUES = ("intake", "review", "announce", "cycle", "payments")
+
+ROUTES = {
+    "huzhu.accept_claim": {"queue": "intake"},
+    "huzhu.review_claim": {"queue": "review"},
+    "huzhu.announce_claim": {"queue": "announce"},
+    "huzhu.publish_announcements": {"queue": "cycle"},
+    "huzhu.close_cycle": {"queue": "cycle"},
+    "huzhu.charge_chunk": {"queue": "cycle"},
+    "huzhu.redrive_stuck": {"queue": "cycle"},
+}
+
+
+def beat_schedule() -> dict:
+    """Publish on the 7th and 21st, close on the 14th and 28th, at 00:00 Shanghai, per plan."""
+    schedule = {
+        "redrive-stuck": {"task": "huzhu.redrive_stuck", "schedule": 300.0},
+    }
+    for plan in load_plans():
+        schedule[f"publish-{plan}"] = {
+            "task": "huzhu.publish_announcements",
+            "schedule": crontab(minute=0, hour=0, day_of_month="7,21"),
+            "args": (plan,),
+        }
+        schedule[f"close-{plan}"] = {
+            "task": "huzhu.close_cycle",
+            "schedule": crontab(minute=0, hour=0, day_of_month="14,28"),
+            "args": (plan,),
+        }
+    return schedule
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    transport = settings.transport_options()
+    app.conf.update(
+        broker_url=settings.broker,
+        broker_transport_options=transport,
+        visibility_timeout=settings.visibility_timeout,
+        broker_connection_retry_on_startup=True,
+        # At least once: a task that dies is run again, so every task is idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=settings.task_time_limit - 60,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # State lives in our tables, not in a result backend.
+        task_ignore_result=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_routes=ROUTES,
+        task_default_queue="intake",
+        task_create_missing_queues=True,
+        timezone="Asia/Shanghai",
+        enable_utc=True,
+        beat_schedule=beat_schedule(),
+        worker_hijack_root_logger=False,
+    )
+
+
+app = Celery("huzhu")
+configure(app, get_settings())
+
+
+def reconfigure(settings: Settings) -> None:
+    """Switch this process to other settings: the app's broker and the database engine."""
+    use_settings(settings)
+    configure(app, settings)
+    forget_engine()
+
+
+@worker_process_init.connect
+def _fresh_engine_after_fork(**_kwargs) -> None:
+    forget_engine()
+
+
+@worker_init.connect
+@before_task_publish.connect
+def _queue_folders_exist(**_kwargs) -> None:
+    # Made on first use, not on import, so that importing the app writes nothing to disk.
+    get_settings().make_queue_folders()

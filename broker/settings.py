@@ -1,0 +1,76 @@
+"""Settings from the environment (HUZHU_*); the defaults are the embedded, server-less ones."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUZHU_", extra="ignore")
+
+    # Where the embedded default keeps its SQLite database and its file-system queue.
+    data_dir: Path = Path("huzhu-data")
+    # e.g. postgresql+psycopg://postgres@127.0.0.1:5432/huzhu ; default: SQLite in data_dir
+    database_url: str = ""
+    # e.g. redis://127.0.0.1:6379/0 ; default: a file-system queue in data_dir (no server)
+    broker_url: str = ""
+    # Members per charging chunk: one INSERT ... SELECT each, spread over the cycle workers.
+    chunk_size: int = 50_000
+    # Seconds before Redis hands an unacknowledged task to another worker; far above every
+    # task's hard time limit so a running task is never started twice.
+    visibility_timeout: int = 3600
+    task_time_limit: int = 600
+    # How long a claim may sit in an intermediate state before the sweep sends its step again.
+    stuck_after_seconds: int = 600
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'huzhu.db'}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def queue_folder(self) -> Path:
+        return self.data_dir / "queue"
+
+    @property
+    def uses_file_queue(self) -> bool:
+        return self.broker.startswith("filesystem")
+
+    def make_queue_folders(self) -> None:
+        """The file queue's folders must exist before anyone sends or consumes."""
+        if self.uses_file_queue:
+            for sub in ("messages", "processed", "control"):
+                (self.queue_folder / sub).mkdir(parents=True, exist_ok=True)
+
+    def transport_options(self) -> dict:
+        options: dict = {"visibility_timeout": self.visibility_timeout}
+        if self.uses_file_queue:
+            folder = self.queue_folder.resolve()
+            options |= {
+                "data_folder_in": str(folder / "messages"),
+                "data_folder_out": str(folder / "messages"),
+                "processed_folder": str(folder / "processed"),
+                "store_processed": False,
+                "control_folder": str(folder / "control"),
+                "polling_interval": 0.05,
+            }
+        return options
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current
+
+
+def use_settings(settings: Settings) -> None:
+    """Make `settings` this process's settings (the demo and tests run on their own)."""
+    global _current
+    _current = settings

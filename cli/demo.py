@@ -1,0 +1,170 @@
+"""`huzhu demo`: a whole cycle on the embedded default, from enrolment to balanced books."""
+
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from broker.app import reconfigure
+from broker.database import engine, upgrade
+from broker.settings import Settings
+from broker.submit import send_step, submit_claim
+from cli import synthetic
+from cli.operations import close_and_wait, publish_and_wait, wait_for_claims, worker_in_this_process
+from cli.output import JSON_OPTION, console, cycle_figures, cycle_table, print_json, progress, table
+from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
+from domain.claims import State
+from domain.db import transaction
+from domain.money import yuan
+from domain.plans import load_plans
+from domain.services import audit as audit_service
+from domain.services import claims as claim_service
+from domain.services import members as member_service
+from domain.services.announcements import announced_cases
+
+TIMEOUT = 120.0
+
+
+def demo(
+    members: Annotated[
+        int, typer.Option("--members", min=20, help="Synthetic members to enrol.")
+    ] = 2000,
+    claims: Annotated[
+        int, typer.Option("--claims", min=16, help="Claims to submit (some bad).")
+    ] = 40,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic data.")] = 7,
+    keep: Annotated[
+        Path | None,
+        typer.Option("--keep", help="Keep the demo's database and queue in this folder."),
+    ] = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run one sharing cycle end to end on the embedded default (SQLite, a file-system queue,
+    a real Celery worker in this process): enrol members, submit good and bad claims, review,
+    publish, close, and audit the books."""
+    folder = keep or Path(tempfile.mkdtemp(prefix="huzhu-demo-"))
+    if keep and folder.exists():
+        shutil.rmtree(folder)
+    reconfigure(Settings(data_dir=folder, database_url="", broker_url=""))
+    started = time.monotonic()
+    try:
+        upgrade()
+        result = _run(members, claims, seed, as_json)
+    finally:
+        if keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    if as_json:
+        print_json(result)
+    else:
+        _print(result, keep)
+    if not result["audit"]["balanced"]:
+        raise typer.Exit(1)
+
+
+def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
+    today = local_date(datetime.now(UTC))
+    announce_on = next_announcement_day(today)
+    scenario = synthetic.build(members, claims, today, seed)
+    report = member_service.ImportReport()
+    with transaction(engine()) as session:
+        member_service.import_members(session, enumerate(scenario.members, start=2), report)
+    with worker_in_this_process():
+        with progress(quiet) as bar:
+            task = bar.add_task("submitting claims", total=len(scenario.claims))
+            for line in scenario.claims:
+                submit_claim(line)
+                bar.advance(task)
+        wait_for_claims(TIMEOUT)
+        reviewed = _review_by_hand()
+        wait_for_claims(TIMEOUT)
+        cycles = []
+        for plan in load_plans():
+            publish_and_wait(plan, start_of_day(announce_on), TIMEOUT)
+            closed = close_and_wait(plan, start_of_day(charge_day(announce_on)), TIMEOUT, quiet)
+            cycles.append(closed)
+    with transaction(engine()) as session:
+        counts = claim_service.counts_by_state(session)
+        reasons = claim_service.counts_by_reason(session)
+        announcement = {c.plan: announced_cases(session, c) for c in cycles}
+        books = audit_service.audit(session)
+    return {
+        "members": report.imported,
+        "claims": counts,
+        "rejections": reasons,
+        "reviewed_by_hand": reviewed,
+        "announcement": {
+            plan: [case.__dict__ for case in cases] for plan, cases in announcement.items()
+        },
+        "cycles": [cycle_figures(c) for c in cycles],
+        "audit": {"balanced": books.balanced, "problems": books.problems},
+    }
+
+
+def _review_by_hand() -> list[dict]:
+    """Play the reviewer: approve the first claim waiting, reject the rest (criteria not met)."""
+    with transaction(engine()) as session:
+        waiting = claim_service.submission_ids_in(session, State.NEEDS_REVIEW)
+    decided = []
+    for number, submission_id in enumerate(waiting):
+        approve = number == 0
+        with transaction(engine()) as session:
+            claim = claim_service.decide(
+                session,
+                submission_id,
+                approve,
+                "demo-reviewer",
+                datetime.now(UTC),
+                note="confirmed by the hospital records" if approve else "criteria not met",
+            )
+        if approve:
+            send_step("announce_claim", claim.id)
+        decided.append({"submission_id": submission_id, "state": claim.state})
+    return decided
+
+
+def _print(result: dict, keep: Path | None) -> None:
+    console.print(f"enrolled [bold]{result['members']:,}[/] members")
+    console.print(
+        table("claims by state", ["state", "claims"], sorted(map(list, result["claims"].items())))
+    )
+    console.print(
+        table(
+            "rejections by reason",
+            ["reason", "claims"],
+            sorted(map(list, result["rejections"].items())),
+        )
+    )
+    for plan, cases in result["announcement"].items():
+        rows = [
+            [
+                c["masked_name"],
+                c["age"],
+                c["sex"],
+                c["province"],
+                c["illness"],
+                yuan(c["amount_fen"]),
+                c["days_since_joining"],
+            ]
+            for c in cases
+        ]
+        console.print(
+            table(
+                f"公示 {plan}",
+                ["name", "age", "sex", "province", "illness", "aid (yuan)", "days a member"],
+                rows,
+            )
+        )
+    for figures in result["cycles"]:
+        console.print(cycle_table(figures))
+    audit = result["audit"]
+    verdict = "[green]balanced to the fen[/]" if audit["balanced"] else "[red]NOT balanced[/]"
+    console.print(f"audit: {verdict}; demo took {result['seconds']} s")
+    if keep:
+        console.print(
+            f"kept in {keep}: HUZHU_DATA_DIR={keep} huzhu cycle show --plan critical-illness"
+        )

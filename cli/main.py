@@ -1,0 +1,334 @@
+"""`huzhu`: the operator's command for members, claims, sharing cycles, the audit and the demo."""
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+
+from broker.database import engine, upgrade
+from broker.submit import send_step, submit_claim
+from cli import operations
+from cli.demo import demo
+from cli.output import (
+    JSON_OPTION,
+    console,
+    cycle_figures,
+    cycle_table,
+    fail,
+    print_json,
+    progress,
+    table,
+)
+from domain.claims import Reason, State
+from domain.db import transaction
+from domain.members import Enrolment
+from domain.money import yuan
+from domain.plans import load_plans
+from domain.services import audit as audit_service
+from domain.services import claims as claim_service
+from domain.services import cycles as cycle_service
+from domain.services import members as member_service
+
+app = typer.Typer(
+    help="Huzhu (互助): claims and sharing cycles of an online mutual-aid plan.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+members_app = typer.Typer(help="Enrol and remove members.", no_args_is_help=True)
+claims_app = typer.Typer(help="Submit, inspect and decide claims.", no_args_is_help=True)
+cycle_app = typer.Typer(help="Publish and close sharing cycles.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(members_app, name="members")
+app.add_typer(claims_app, name="claims")
+app.add_typer(cycle_app, name="cycle")
+
+MEMBER_COLUMNS = ["member_ref", "plan", "birth_date", "sex", "province", "joined_at"]
+PlanOption = Annotated[str, typer.Option("--plan", help="Plan code, e.g. critical-illness.")]
+AtOption = Annotated[str, typer.Option("--at", help="The clock of the run, ISO 8601 with offset.")]
+WaitOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the workers; 0 sends and returns.")
+]
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{text!r} is not an ISO 8601 date-time", "write it like 2026-12-07T00:00:00+08:00")
+    if moment.tzinfo is None:
+        fail(f"{text!r} has no timezone offset", "add one, e.g. +08:00 for Shanghai time")
+    return moment
+
+
+def _plan(code: str) -> str:
+    if code not in load_plans():
+        fail(f"unknown plan {code!r}", f"use one of: {', '.join(load_plans())}")
+    return code
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: bool = JSON_OPTION) -> None:
+    """Create or upgrade the schema at HUZHU_DATABASE_URL (default: SQLite in huzhu-data/)."""
+    try:
+        url = upgrade()
+    except OperationalError as error:
+        fail(f"cannot reach the database: {error.orig}", "check HUZHU_DATABASE_URL")
+    if as_json:
+        print_json({"database": url, "upgraded": True})
+    else:
+        console.print(f"schema is up to date at [bold]{url}[/]")
+
+
+@members_app.command("import")
+def members_import(
+    file: Annotated[Path, typer.Argument(help="CSV: " + ",".join(MEMBER_COLUMNS) + "[,payer_ref]")],
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Enrol members from a CSV file; bad rows are reported by line, good rows imported.
+
+    Exit code 3 when some rows were refused (the others are imported)."""
+    if not file.is_file():
+        fail(f"{file} is not a file", "give the path of a CSV file with a header row")
+    report = member_service.ImportReport()
+    with file.open(encoding="utf-8-sig") as handle:
+        total = max(sum(1 for _ in handle) - 1, 0)
+    with file.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in MEMBER_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            fail(
+                f"{file} lacks the column(s) {', '.join(missing)}",
+                "the header must hold: " + ",".join(MEMBER_COLUMNS),
+            )
+        with progress(as_json) as bar, transaction(engine()) as session:
+            task = bar.add_task("importing members", total=total)
+            # line_num is read as each row is consumed: the line where that row ends.
+            rows = (_enrolment(reader.line_num, row, bar, task) for row in reader)
+            member_service.import_members(session, rows, report)
+    refused = [{"line": line, "reason": reason} for line, reason in sorted(report.refused)]
+    if as_json:
+        print_json({"imported": report.imported, "refused": refused})
+    else:
+        console.print(f"imported [bold]{report.imported}[/] member(s)")
+        if refused:
+            console.print(
+                table("refused rows", ["line", "reason"], [list(r.values()) for r in refused])
+            )
+    if refused:
+        raise typer.Exit(3)
+
+
+def _enrolment(line: int, row: dict, bar, task) -> tuple[int, Enrolment | str]:
+    bar.advance(task)
+    try:
+        return line, Enrolment.model_validate({k: v for k, v in row.items() if k and v != ""})
+    except ValidationError as error:
+        return line, "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+        )
+
+
+@members_app.command("exit")
+def members_exit(
+    member_ref: str, plan: PlanOption, at: AtOption = "", as_json: bool = JSON_OPTION
+) -> None:
+    """A member leaves the plan voluntarily (no refund; a member of the last cut-off still pays)."""
+    moment = _moment(at) if at else datetime.now(UTC)
+    try:
+        with transaction(engine()) as session:
+            member = member_service.exit_member(session, _plan(plan), member_ref, moment)
+    except (LookupError, ValueError) as error:
+        fail(str(error).strip("'\""))
+    if as_json:
+        print_json({"member_ref": member_ref, "plan": plan, "exited_at": member.exited_at})
+    else:
+        console.print(f"{member_ref} left {plan} at {member.exited_at.isoformat()}")
+
+
+@claims_app.command("submit")
+def claims_submit(
+    file: Annotated[Path, typer.Argument(help="JSON Lines, one submission per line.")],
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Enqueue claims: each line is stored as received and its chain sent to the workers.
+
+    A line that is not a valid submission is kept and rejected with its reason by the intake
+    worker; the same submission_id twice makes one claim."""
+    if not file.is_file():
+        fail(f"{file} is not a file", "give the path of a .jsonl file")
+    lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    created = 0
+    with progress(as_json) as bar:
+        task = bar.add_task("submitting claims", total=len(lines))
+        for line in lines:
+            created += submit_claim(line).created
+            bar.advance(task)
+    result = {"submitted": len(lines), "new_claims": created, "already_known": len(lines) - created}
+    if as_json:
+        print_json(result)
+    else:
+        console.print(
+            f"submitted {len(lines)} line(s): {created} new claim(s), "
+            f"{len(lines) - created} already known. Workers take it from here; "
+            "follow one with `huzhu claims show SUBMISSION_ID`."
+        )
+
+
+@claims_app.command("show")
+def claims_show(submission_id: str, as_json: bool = JSON_OPTION) -> None:
+    """A claim's state, reason, amount and full history."""
+    try:
+        with transaction(engine()) as session:
+            view = claim_service.claim_history(session, submission_id)
+    except claim_service.ClaimNotFound as error:
+        fail(str(error), "check the submission_id of the claims file")
+    claim = view.claim
+    data = {
+        "submission_id": claim.submission_id,
+        "state": claim.state,
+        "reason_code": claim.reason_code,
+        "reason_detail": claim.reason_detail,
+        "plan": claim.plan,
+        "illness": claim.illness_code,
+        "amount_fen": claim.amount_fen,
+        "cycle": claim.cycle_id,
+        "history": [
+            {
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "from": e.from_state,
+                "to": e.to_state,
+                "reason": e.reason,
+            }
+            for e in view.events
+        ],
+    }
+    if as_json:
+        print_json(data)
+        return
+    amount = f"{yuan(claim.amount_fen)} yuan" if claim.amount_fen else "-"
+    console.print(
+        f"[bold]{claim.submission_id}[/]: {claim.state} {claim.reason_code or ''}  amount {amount}"
+    )
+    rows = [
+        [h["at"], h["actor"], h["from"] or "", h["to"], h["reason"] or ""] for h in data["history"]
+    ]
+    console.print(table("history", ["at", "actor", "from", "to", "why"], rows))
+
+
+@claims_app.command("decide")
+def claims_decide(
+    submission_id: str,
+    approve: Annotated[bool, typer.Option("--approve/--reject", help="The reviewer's decision.")],
+    reviewer: Annotated[str, typer.Option("--reviewer", help="Who decides (recorded).")],
+    reason: Annotated[
+        Reason, typer.Option("--reason", help="Coded reason of a rejection.")
+    ] = Reason.CRITERIA_NOT_MET,
+    note: Annotated[str, typer.Option("--note", help="Why, in a few words.")] = "",
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A reviewer decides a claim that the rules sent to needs_review; approval resumes it."""
+    try:
+        with transaction(engine()) as session:
+            claim = claim_service.decide(
+                session, submission_id, approve, reviewer, datetime.now(UTC), reason, note
+            )
+    except (claim_service.ClaimNotFound, ValueError) as error:
+        fail(str(error), "list waiting claims with `huzhu claims show ID`")
+    if claim.state == State.APPROVED:
+        send_step("announce_claim", claim.id)
+    if as_json:
+        print_json(
+            {"submission_id": submission_id, "state": claim.state, "reason_code": claim.reason_code}
+        )
+    else:
+        console.print(f"{submission_id}: {claim.state}")
+
+
+@cycle_app.command("publish")
+def cycle_publish(
+    plan: PlanOption, at: AtOption, timeout: WaitOption = 60.0, as_json: bool = JSON_OPTION
+) -> None:
+    """Publish the announcement (what beat runs on the 7th and 21st), with an explicit clock."""
+    moment = _moment(at)
+    if timeout <= 0:
+        send_step("publish_announcements", _plan(plan), moment.isoformat())
+        return _sent(as_json, plan, "publish_announcements")
+    _show_cycle(operations.publish_and_wait(_plan(plan), moment, timeout), as_json)
+
+
+@cycle_app.command("close")
+def cycle_close(
+    plan: PlanOption, at: AtOption, timeout: WaitOption = 300.0, as_json: bool = JSON_OPTION
+) -> None:
+    """Close the cycle whose charge day it is (what beat runs on the 14th and 28th)."""
+    moment = _moment(at)
+    if timeout <= 0:
+        send_step("close_cycle", _plan(plan), moment.isoformat())
+        return _sent(as_json, plan, "close_cycle")
+    try:
+        cycle = operations.close_and_wait(_plan(plan), moment, timeout, quiet=as_json)
+    except cycle_service.NothingToClose as error:
+        fail(str(error))
+    _show_cycle(cycle, as_json)
+
+
+def _sent(as_json: bool, plan: str, task: str) -> None:
+    if as_json:
+        print_json({"sent": task, "plan": plan})
+    else:
+        console.print(f"sent {task} for {plan}; follow it with `huzhu cycle show --plan {plan}`")
+
+
+@cycle_app.command("show")
+def cycle_show(
+    plan: PlanOption,
+    cycle: Annotated[
+        int | None, typer.Option("--cycle", help="Cycle id; default the latest.")
+    ] = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A cycle's status and figures."""
+    try:
+        with transaction(engine()) as session:
+            found = cycle_service.latest_cycle(session, _plan(plan), cycle)
+    except LookupError as error:
+        fail(str(error))
+    _show_cycle(found, as_json)
+
+
+def _show_cycle(cycle, as_json: bool) -> None:
+    figures = cycle_figures(cycle)
+    if as_json:
+        print_json(figures)
+    else:
+        console.print(cycle_table(figures))
+
+
+@app.command("audit")
+def audit(as_json: bool = JSON_OPTION) -> None:
+    """Check that every closed cycle balances to the fen; exit 1 with the reasons if not."""
+    with transaction(engine()) as session:
+        report = audit_service.audit(session)
+    if as_json:
+        print_json(
+            {"balanced": report.balanced, "cycles": len(report.cycles), "problems": report.problems}
+        )
+    elif report.balanced:
+        console.print(
+            f"[green]balanced[/]: {len(report.cycles)} closed cycle(s) check out to the fen"
+        )
+    else:
+        console.print(
+            table("the books do not balance", ["problem"], [[p] for p in report.problems])
+        )
+    if not report.balanced:
+        raise typer.Exit(1)
+
+
+app.command("demo")(demo)

@@ -1,0 +1,97 @@
+"""Operator actions that send work to the fleet and wait for the database to show it done."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from celery.worker import state as worker_state
+
+from broker.app import QUEUES, app
+from broker.database import engine
+from broker.submit import send_step
+from cli.output import progress, wait_for
+from domain.calendar import announcement_day_on_or_before, local_date
+from domain.claims import State
+from domain.db import transaction
+from domain.models import SharingCycle
+from domain.services import claims as claim_service
+from domain.services import cycles as cycle_service
+
+WORKING = (State.RECEIVED, State.UNDER_REVIEW, State.APPROVED)
+
+
+def publish_and_wait(plan: str, moment: datetime, timeout: float) -> SharingCycle:
+    announce_on = announcement_day_on_or_before(local_date(moment))
+    send_step("publish_announcements", plan, moment.isoformat())
+
+    def published() -> SharingCycle | None:
+        with transaction(engine()) as session:
+            cycle = cycle_service.cycle_announced_on(session, plan, announce_on)
+            return cycle if cycle and cycle.status != cycle_service.CycleStatus.OPEN else None
+
+    return wait_for(published, timeout, f"publishing {plan} for {announce_on}")
+
+
+def close_and_wait(plan: str, moment: datetime, timeout: float, quiet: bool) -> SharingCycle:
+    """Send close_cycle for the due cycle and follow its chunks until it is closed.
+
+    Raises NothingToClose when no announced cycle of the plan is due at `moment`."""
+    with transaction(engine()) as session:
+        cycle_id = cycle_service.due_cycle(session, plan, moment).id
+    send_step("close_cycle", plan, moment.isoformat())
+    with progress(quiet) as bar:
+        task = bar.add_task(f"charging {plan}", total=None)
+
+        def closed() -> SharingCycle | None:
+            with transaction(engine()) as session:
+                cycle = session.get(SharingCycle, cycle_id)
+                done = cycle_service.chunks_done(session, cycle_id)
+            bar.update(task, total=cycle.chunks or None, completed=done)
+            return cycle if cycle.status == cycle_service.CycleStatus.CLOSED else None
+
+        return wait_for(closed, timeout, f"closing {plan} cycle {cycle_id}")
+
+
+def wait_for_claims(timeout: float) -> dict[str, int]:
+    """Wait until no claim is in a working state; returns the counts by state."""
+
+    def settled() -> dict[str, int] | None:
+        with transaction(engine()) as session:
+            counts = claim_service.counts_by_state(session)
+        return None if any(counts.get(s) for s in WORKING) else counts
+
+    return wait_for(settled, timeout, "processing the submitted claims")
+
+
+@contextmanager
+def worker_in_this_process() -> Iterator[None]:
+    """A real Celery worker (solo pool, every queue) on a thread of this process.
+
+    The embedded default uses it: SQLite takes one writer, so one worker is the right fleet.
+    """
+    import workers  # noqa: F401  (registers the tasks on the app)
+
+    # A chain's next link is sent through the current app; make it ours in every thread.
+    app.finalize()
+    app.set_current()
+    app.set_default()
+    worker = app.WorkController(
+        concurrency=1,
+        pool="solo",
+        queues=list(QUEUES),
+        hostname="huzhu-demo@localhost",
+        loglevel="WARNING",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    thread = threading.Thread(target=worker.start, name="huzhu-worker", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        # How Celery's own embedded worker stops: ask the consumer loop to end, then join it.
+        worker_state.should_terminate = 0
+        thread.join(15)
+        worker_state.should_terminate = None

@@ -1,0 +1,108 @@
+"""How the CLI speaks: JSON for scripts, rich tables for people, errors that say what to do."""
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from domain.models import SharingCycle
+from domain.money import yuan
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object for scripts.")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {message}")
+    if hint:
+        errors.print(f"[yellow]what to do:[/] {hint}")
+    raise typer.Exit(code)
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    view = Table(title=title, title_justify="left")
+    for column in columns:
+        view.add_column(column, justify="right" if column.endswith("(yuan)") else "left")
+    for row in rows:
+        view.add_row(*(str(cell) for cell in row))
+    return view
+
+
+def progress(quiet: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=errors,
+        disable=quiet,
+        transient=True,
+    )
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll `check` (a database read) until it answers, or fail saying who should have acted."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result is not None:
+            return result
+        time.sleep(0.2)
+    fail(
+        f"{what} did not happen within {timeout:.0f} s",
+        "make sure a worker consumes the queues: "
+        "celery -A workers worker -Q intake,review,announce,cycle,payments",
+    )
+
+
+def cycle_figures(cycle: SharingCycle) -> dict[str, Any]:
+    return {
+        "plan": cycle.plan,
+        "cycle": cycle.id,
+        "announce_on": cycle.announce_on.isoformat(),
+        "charge_on": cycle.charge_on.isoformat(),
+        "status": cycle.status,
+        "sharing_members": cycle.sharing_members,
+        "cases": cycle.cases,
+        "aid_fen": cycle.aid_fen,
+        "fee_fen": cycle.fee_fen,
+        "surplus_in_fen": cycle.surplus_in_fen,
+        "surplus_out_fen": cycle.surplus_out_fen,
+        "share_fen": cycle.share_fen,
+        "subsidy_fen": cycle.subsidy_fen,
+        "charged_fen": cycle.charged_fen,
+    }
+
+
+def cycle_table(figures: dict[str, Any]) -> Table:
+    rows = [
+        ["status", figures["status"]],
+        ["announcement / charge day", f"{figures['announce_on']} / {figures['charge_on']}"],
+        ["sharing members", f"{figures['sharing_members']:,}"],
+        ["cases", figures["cases"]],
+    ]
+    for key, label in [
+        ("aid_fen", "aid"),
+        ("fee_fen", "management fee (8%)"),
+        ("surplus_in_fen", "surplus carried in"),
+        ("share_fen", "share per member"),
+        ("charged_fen", "charged to members"),
+        ("subsidy_fen", "platform subsidy (caps)"),
+        ("surplus_out_fen", "surplus carried out"),
+    ]:
+        rows.append([label, f"{yuan(figures[key])} yuan"])
+    return table(f"{figures['plan']} cycle {figures['cycle']}", ["figure", "value"], rows)

@@ -1,0 +1,1 @@
+"""The mutual-aid plan's model and rules; imports no Celery, Redis or httpx."""

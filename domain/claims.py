@@ -1,0 +1,208 @@
+"""A claim's rules, pure: the submission's shape, the state machine and the medical review."""
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+
+from domain.calendar import age_on, local_date
+from domain.illnesses import Catalog, normalise_icd10
+from domain.plans import Plan, load_plans
+
+
+class State(StrEnum):
+    RECEIVED = "received"
+    UNDER_REVIEW = "under_review"
+    NEEDS_REVIEW = "needs_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SCHEDULED = "scheduled"  # approved and waiting for the next announcement
+    ANNOUNCED = "announced"
+    SETTLED = "settled"  # its aid was shared out in a closed cycle
+    PAID = "paid"
+
+
+TRANSITIONS: dict[State, set[State]] = {
+    State.RECEIVED: {State.UNDER_REVIEW, State.REJECTED},
+    State.UNDER_REVIEW: {State.APPROVED, State.REJECTED, State.NEEDS_REVIEW},
+    State.NEEDS_REVIEW: {State.APPROVED, State.REJECTED},
+    State.APPROVED: {State.SCHEDULED},
+    State.SCHEDULED: {State.ANNOUNCED},
+    State.ANNOUNCED: {State.SETTLED},
+    State.SETTLED: {State.PAID},
+}
+# States a claim may rest in for good (or until an operator acts).
+RESTING = {State.REJECTED, State.NEEDS_REVIEW, State.SCHEDULED, State.SETTLED, State.PAID}
+# States that still stand for a live request of the member in this plan (blocks a second claim).
+LIVE = {
+    State.RECEIVED,
+    State.UNDER_REVIEW,
+    State.NEEDS_REVIEW,
+    State.APPROVED,
+    State.SCHEDULED,
+    State.ANNOUNCED,
+}
+
+
+class Reason(StrEnum):
+    MALFORMED = "malformed"
+    UNKNOWN_MEMBER = "unknown_member"
+    NOT_MEMBER_AT_DIAGNOSIS = "not_member_at_diagnosis"
+    NOT_COVERED = "not_covered"
+    DUPLICATE = "duplicate"
+    INSIDE_WAITING_PERIOD = "inside_waiting_period"
+    AGE_OUT_OF_PLAN = "age_out_of_plan"
+    ALREADY_PAID = "already_paid"
+    # A reviewer found the case outside the plan's definition of the illness.
+    CRITERIA_NOT_MET = "criteria_not_met"
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def check_transition(current: str, target: State) -> None:
+    if target not in TRANSITIONS.get(State(current), set()):
+        raise IllegalTransition(f"a claim cannot go from {current} to {target}")
+
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Submission(BaseModel):
+    """One claim as a member submits it (one line of a claims file)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    submission_id: Annotated[str, Field(min_length=1, max_length=128)]
+    member_ref: Annotated[str, Field(min_length=1, max_length=64)]
+    plan: str
+    icd10: str
+    diagnosed_on: date
+    hospital: Text
+    accident: StrictBool
+
+    @field_validator("plan")
+    @classmethod
+    def _known_plan(cls, value: str) -> str:
+        if value not in load_plans():
+            raise ValueError(f"unknown plan; expected one of {', '.join(load_plans())}")
+        return value
+
+    @field_validator("icd10")
+    @classmethod
+    def _icd10_shape(cls, value: str) -> str:
+        code = normalise_icd10(value)
+        if code is None:
+            raise ValueError("not an ICD-10 code (expected e.g. C34.1)")
+        return code
+
+
+def load_json(raw: str | bytes) -> tuple[object, str]:
+    """The decoded JSON, or None and why it is not JSON (never an exception: input is hostile)."""
+    try:
+        return json.loads(raw), ""
+    except json.JSONDecodeError as error:
+        return None, f"not valid JSON ({error.msg} at character {error.pos})"
+    except UnicodeDecodeError:
+        return None, "not valid JSON (the bytes are not UTF-8)"
+    except RecursionError:
+        return None, "not valid JSON (nested too deeply)"
+
+
+def parse_submission(raw: str, received_at: datetime) -> tuple[Submission | None, str]:
+    """The validated submission, or None and a short, data-free explanation of what is wrong."""
+    data, problem = load_json(raw)
+    if problem:
+        return None, problem
+    if not isinstance(data, dict):
+        return None, "a submission must be a JSON object"
+    try:
+        submission = Submission.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'submission'}: {e['msg']}" for e in error.errors()
+        )
+        return None, problems[:500]
+    if submission.diagnosed_on > local_date(received_at):
+        return None, "diagnosed_on: after the day the claim was received"
+    return submission, ""
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    """What the review needs to know of the member, whatever the storage."""
+
+    birth_date: date
+    joined_at: datetime
+    exited_at: datetime | None
+    already_paid: bool  # received a payout in this plan before
+    other_live_claim: bool  # another claim of theirs in this plan is still under way
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: State
+    reason: Reason | None = None
+    detail: str = ""
+    amount_fen: int | None = None
+    illness_code: str | None = None
+
+
+def review(
+    icd10: str,
+    diagnosed_on: date,
+    accident: bool,
+    member: MemberFacts,
+    plan: Plan,
+    catalog: Catalog,
+) -> Decision:
+    """Decide a claim by the plan's rules, or send it to a reviewer when the rules cannot."""
+    if diagnosed_on < local_date(member.joined_at) or (
+        member.exited_at is not None and diagnosed_on >= local_date(member.exited_at)
+    ):
+        return Decision(
+            State.REJECTED, Reason.NOT_MEMBER_AT_DIAGNOSIS, "diagnosed outside membership"
+        )
+    if member.already_paid:
+        return Decision(State.REJECTED, Reason.ALREADY_PAID, "one payout per member per plan")
+    if member.other_live_claim:
+        return Decision(State.REJECTED, Reason.DUPLICATE, "another claim is already under way")
+    diagnosis = catalog.find(icd10, plan.code)
+    if diagnosis is None:
+        return Decision(
+            State.REJECTED, Reason.NOT_COVERED, f"{icd10} is not covered by {plan.code}"
+        )
+    illness = diagnosis.illness
+    age = age_on(member.birth_date, diagnosed_on)
+    amount = plan.amount_for(age, illness.severity)
+    if amount is None:
+        return Decision(
+            State.REJECTED, Reason.AGE_OUT_OF_PLAN, f"age {age} at diagnosis is outside the plan"
+        )
+    decided = Decision(State.APPROVED, amount_fen=amount, illness_code=illness.code)
+    if diagnosed_on <= plan.waiting_period_ends(member.joined_at):
+        if not (accident and plan.accident_exempt):
+            return Decision(
+                State.REJECTED,
+                Reason.INSIDE_WAITING_PERIOD,
+                "diagnosed inside the waiting period",
+                illness_code=illness.code,
+            )
+        # The accident exemption holds only if the accident caused the illness: a person decides.
+        return _to_reviewer(decided, "accident inside the waiting period: confirm the cause")
+    if illness.decided_by == "reviewer":
+        return _to_reviewer(decided, f"{illness.code}: the definition needs a medical judgement")
+    return decided
+
+
+def _to_reviewer(decided: Decision, why: str) -> Decision:
+    return Decision(
+        State.NEEDS_REVIEW,
+        detail=why,
+        amount_fen=decided.amount_fen,
+        illness_code=decided.illness_code,
+    )

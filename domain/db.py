@@ -1,0 +1,56 @@
+"""Engines and transactions for SQLite (embedded default) and PostgreSQL (the fleet)."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, SQLModel
+
+from domain import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the URL; SQLite gets WAL, a busy timeout and write-locking transactions."""
+    if url.startswith("sqlite"):
+        # NullPool: each session gets its own connection, so threads and forks never share one.
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+        _make_sqlite_transactions_immediate(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _make_sqlite_transactions_immediate(engine: Engine) -> None:
+    # SQLite has no row locks; BEGIN IMMEDIATE takes the write lock up front, so a read-then-write
+    # transaction (load a claim, check its state, update it) cannot interleave with another.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_schema(engine: Engine) -> None:
+    SQLModel.metadata.create_all(engine)
+
+
+def drop_schema(engine: Engine) -> None:
+    SQLModel.metadata.drop_all(engine)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commits on success, rolls back on any error."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

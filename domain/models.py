@@ -1,0 +1,174 @@
+"""The tables: members, claims and their events, sharing cycles, charges and the ledger.
+
+Money columns are BigInteger fen; timestamps are timezone-aware UTC. Personal data (name, birth
+date, diagnosis) lives only here, in its own columns, and never travels in a task message.
+"""
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on PostgreSQL and on SQLite (which keeps
+    no offset: it stores naive UTC, so text comparison stays chronological)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# 64-bit ids on PostgreSQL; SQLite only auto-numbers a column declared INTEGER PRIMARY KEY.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def money(nullable: bool = False):
+    return Field(default=None if nullable else 0, sa_type=BigInteger, nullable=nullable)
+
+
+def moment(nullable: bool = False, index: bool = False):
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+class Member(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("plan", "member_ref"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    member_ref: str = Field(max_length=64)
+    plan: str = Field(max_length=32)
+    name: str | None = Field(default=None, max_length=100)
+    birth_date: date
+    sex: str = Field(max_length=1)
+    province: str = Field(max_length=32)
+    joined_at: datetime = moment()
+    exited_at: datetime | None = moment(nullable=True)
+    exit_reason: str | None = Field(default=None, max_length=32)
+    payer_id: int | None = Field(default=None, foreign_key="member.id", sa_type=BigInteger)
+    health_declaration_passed: bool = True
+    credit_assessment_passed: bool = True
+
+
+class Claim(SQLModel, table=True):
+    __table_args__ = (Index("ix_claim_state_updated", "state", "updated_at"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    submission_id: str = Field(max_length=128, unique=True)
+    # The submission exactly as received, so a malformed one is kept, never lost.
+    raw: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = moment()
+    member_id: int | None = Field(
+        default=None, foreign_key="member.id", index=True, sa_type=BigInteger
+    )
+    plan: str | None = Field(default=None, max_length=32)
+    icd10: str | None = Field(default=None, max_length=16)
+    illness_code: str | None = Field(default=None, max_length=64)
+    diagnosed_on: date | None = None
+    hospital: str | None = Field(default=None, max_length=200)
+    accident: bool | None = None
+    state: str = Field(max_length=24)
+    reason_code: str | None = Field(default=None, max_length=40)
+    reason_detail: str | None = Field(default=None, max_length=500)
+    amount_fen: int | None = money(nullable=True)
+    decided_at: datetime | None = moment(nullable=True)
+    cycle_id: int | None = Field(default=None, foreign_key="sharingcycle.id", index=True)
+    # Runs of the current step; a task that keeps dying stops after a few and asks for a person.
+    attempts: int = 0
+    updated_at: datetime = moment()
+
+
+class ClaimEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    claim_id: int = Field(foreign_key="claim.id", index=True, sa_type=BigInteger)
+    at: datetime = moment()
+    actor: str = Field(max_length=64)
+    from_state: str | None = Field(default=None, max_length=24)
+    to_state: str = Field(max_length=24)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class SharingCycle(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("plan", "announce_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan: str = Field(max_length=32)
+    announce_on: date
+    charge_on: date
+    status: str = Field(max_length=16)
+    cutoff_at: datetime = moment()
+    announced_at: datetime | None = moment(nullable=True)
+    closing_at: datetime | None = moment(nullable=True)
+    closed_at: datetime | None = moment(nullable=True)
+    sharing_members: int = Field(default=0, sa_type=BigInteger)
+    cases: int = 0
+    aid_fen: int = money()
+    fee_fen: int = money()
+    surplus_in_fen: int = money()
+    surplus_out_fen: int = money()
+    share_fen: int = money()
+    cap_subsidy_fen: int = money()
+    annual_cap_subsidy_fen: int = money()
+    subsidy_fen: int = money()
+    charged_fen: int = money()
+    # Whether some member could reach the annual cap, so charging must read each one's year.
+    annual_cap_binds: bool = False
+    first_member_id: int = Field(default=0, sa_type=BigInteger)
+    last_member_id: int = Field(default=0, sa_type=BigInteger)
+    chunk_size: int = Field(default=1, sa_type=BigInteger)
+    chunks: int = 0
+
+
+class ChargeChunk(SQLModel, table=True):
+    """A chunk of a cycle's charges that has been written; its row is the chunk's 'done' mark."""
+
+    cycle_id: int = Field(foreign_key="sharingcycle.id", primary_key=True)
+    chunk_no: int = Field(primary_key=True)
+    rows: int = Field(default=0, sa_type=BigInteger)
+    amount_fen: int = money()
+    subsidy_fen: int = money()
+    done_at: datetime = moment()
+
+
+class Charge(SQLModel, table=True):
+    """One member's share in one cycle; the key (cycle, member) is the last guard against twice."""
+
+    cycle_id: int = Field(foreign_key="sharingcycle.id", primary_key=True)
+    member_id: int = Field(primary_key=True, sa_type=ID)
+    amount_fen: int = money()
+    # What the annual cap cut off this member's share; the platform pays it.
+    subsidy_fen: int = money()
+
+
+class LedgerEntry(SQLModel, table=True):
+    """A double-entry movement: `amount_fen` leaves `credit` and arrives in `debit`."""
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    key: str = Field(max_length=128, unique=True)
+    at: datetime = moment()
+    debit: str = Field(max_length=64, index=True)
+    credit: str = Field(max_length=64, index=True)
+    amount_fen: int = money()
+    cycle_id: int | None = Field(default=None, foreign_key="sharingcycle.id", index=True)
+    claim_id: int | None = Field(default=None, foreign_key="claim.id", sa_type=BigInteger)
+    memo: str = Field(default="", max_length=200)

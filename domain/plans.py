@@ -1,0 +1,106 @@
+"""Plans as data: join ages, waiting period, amounts by age band and severity, caps and fee."""
+
+import tomllib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+from domain.calendar import add_years, age_on, local_date
+
+PLANS_FILE = Path(__file__).parent / "data" / "plans.toml"
+SEVERITIES = ("severe", "mild")
+
+
+@dataclass(frozen=True)
+class AmountBand:
+    min_age: int
+    max_age: int
+    severity: str
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    code: str
+    name_zh: str
+    name_en: str
+    min_join_age_years: int
+    min_join_age_days: int
+    max_join_age_years: int
+    exit_age_years: int
+    waiting_days: int
+    accident_exempt: bool
+    per_patient_cap_fen: int
+    annual_cap_fen: int
+    fee_rate_bp: int
+    jury_min_votes: int
+    amounts: tuple[AmountBand, ...]
+
+    def can_join_at_age(self, birth_date: date, on: date) -> bool:
+        old_enough = (on - birth_date).days >= self.min_join_age_days and age_on(
+            birth_date, on
+        ) >= self.min_join_age_years
+        return old_enough and age_on(birth_date, on) <= self.max_join_age_years
+
+    def exit_birthday(self, birth_date: date) -> date:
+        """The birthday on which membership ends by age."""
+        return add_years(birth_date, self.exit_age_years)
+
+    def waiting_period_ends(self, joined_at: datetime) -> date:
+        """Last day of the waiting period, counted from 00:00 the day after joining (day N in)."""
+        return local_date(joined_at) + timedelta(days=self.waiting_days)
+
+    def amount_for(self, age: int, severity: str) -> int | None:
+        """The aid for a case, or None when the age or severity is outside the plan."""
+        for band in self.amounts:
+            if band.min_age <= age <= band.max_age and band.severity == severity:
+                return band.amount_fen
+        return None
+
+
+def parse_plan(raw: dict) -> Plan:
+    """Build a Plan from one [[plan]] table, refusing incomplete or inconsistent rules."""
+    code = raw.get("code", "?")
+    try:
+        amounts = tuple(AmountBand(**band) for band in raw["amount"])
+        plan = Plan(
+            code=raw["code"],
+            name_zh=raw["name_zh"],
+            name_en=raw["name_en"],
+            min_join_age_years=raw.get("min_join_age_years", 0),
+            min_join_age_days=raw.get("min_join_age_days", 0),
+            max_join_age_years=raw["max_join_age_years"],
+            exit_age_years=raw["exit_age_years"],
+            waiting_days=raw["waiting_days"],
+            accident_exempt=raw["accident_exempt"],
+            per_patient_cap_fen=raw["per_patient_cap_fen"],
+            annual_cap_fen=raw["annual_cap_fen"],
+            fee_rate_bp=raw["fee_rate_bp"],
+            jury_min_votes=raw["jury_min_votes"],
+            amounts=amounts,
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"plan {code!r}: missing or unexpected field ({error})") from error
+    for band in amounts:
+        if band.severity not in SEVERITIES:
+            raise ValueError(f"plan {code!r}: unknown severity {band.severity!r}")
+        if band.amount_fen <= 0 or band.min_age > band.max_age:
+            raise ValueError(f"plan {code!r}: bad amount band {band}")
+    if plan.max_join_age_years >= plan.exit_age_years:
+        raise ValueError(f"plan {code!r}: members must be able to join before the exit age")
+    return plan
+
+
+@cache
+def load_plans() -> dict[str, Plan]:
+    raw = tomllib.loads(PLANS_FILE.read_text(encoding="utf-8"))
+    plans = [parse_plan(entry) for entry in raw["plan"]]
+    return {plan.code: plan for plan in plans}
+
+
+def get_plan(code: str) -> Plan:
+    plans = load_plans()
+    if code not in plans:
+        raise KeyError(f"unknown plan {code!r}; known plans: {', '.join(plans)}")
+    return plans[code]

@@ -1,0 +1,115 @@
+"""The audit: every closed cycle's books recomputed from the rows, to the fen."""
+
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, func, select
+
+from domain.claims import State
+from domain.models import Charge, Claim, LedgerEntry, SharingCycle
+from domain.money import apply_rate
+from domain.plans import get_plan
+from domain.services.cycles import CycleStatus, ledger_movements
+
+
+@dataclass
+class CycleAudit:
+    plan: str
+    cycle_id: int
+    announce_on: str
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AuditReport:
+    cycles: list[CycleAudit]
+
+    @property
+    def balanced(self) -> bool:
+        return all(not c.problems for c in self.cycles)
+
+    @property
+    def problems(self) -> list[str]:
+        return [
+            f"{c.plan} cycle {c.cycle_id} ({c.announce_on}): {p}"
+            for c in self.cycles
+            for p in c.problems
+        ]
+
+
+def audit(session: Session) -> AuditReport:
+    cycles = session.exec(
+        select(SharingCycle)
+        .where(SharingCycle.status == CycleStatus.CLOSED)
+        .order_by(col(SharingCycle.plan), col(SharingCycle.announce_on))
+    ).all()
+    surplus_by_plan: dict[str, int] = {}
+    report = AuditReport([])
+    for cycle in cycles:
+        result = CycleAudit(cycle.plan, cycle.id, str(cycle.announce_on))
+        result.problems = _check_cycle(session, cycle, surplus_by_plan.get(cycle.plan, 0))
+        surplus_by_plan[cycle.plan] = cycle.surplus_out_fen
+        report.cycles.append(result)
+    return report
+
+
+def _check_cycle(session: Session, cycle: SharingCycle, surplus_carried: int) -> list[str]:
+    problems = []
+
+    def expect(label: str, stored: int, actual: int) -> None:
+        if stored != actual:
+            problems.append(f"{label}: books say {stored}, rows say {actual}")
+
+    plan = get_plan(cycle.plan)
+    amounts = session.exec(
+        select(Claim.amount_fen).where(
+            Claim.cycle_id == cycle.id, col(Claim.state).in_([State.SETTLED, State.PAID])
+        )
+    ).all()
+    expect("cases", cycle.cases, len(amounts))
+    expect("aid", cycle.aid_fen, sum(amounts))
+    expect("fee", cycle.fee_fen, sum(apply_rate(a, plan.fee_rate_bp) for a in amounts))
+    expect("surplus carried in", cycle.surplus_in_fen, surplus_carried)
+    rows, charged, subsidy, top = session.exec(
+        select(
+            func.count(),
+            func.coalesce(func.sum(Charge.amount_fen), 0),
+            func.coalesce(func.sum(Charge.subsidy_fen), 0),
+            func.coalesce(func.max(Charge.amount_fen + Charge.subsidy_fen), 0),
+        ).where(Charge.cycle_id == cycle.id)
+    ).one()
+    if cycle.share_fen:
+        expect("charge rows", cycle.sharing_members, rows)
+    expect("charged", cycle.charged_fen, charged)
+    expect("annual-cap subsidy", cycle.annual_cap_subsidy_fen, subsidy)
+    if top > cycle.share_fen:
+        problems.append(f"a member was charged {top} fen, above the share of {cycle.share_fen}")
+    if cycle.share_fen > plan.per_patient_cap_fen * cycle.cases:
+        problems.append("the share is above the per-patient cap times the cases")
+    funds_in = cycle.charged_fen + cycle.subsidy_fen + cycle.surplus_in_fen
+    funds_out = cycle.aid_fen + cycle.fee_fen + cycle.surplus_out_fen
+    if funds_in != funds_out:
+        problems.append(
+            f"charges + subsidy + surplus in = {funds_in} but aid + fee + surplus out = {funds_out}"
+        )
+    problems += _check_ledger(session, cycle)
+    return problems
+
+
+def _check_ledger(session: Session, cycle: SharingCycle) -> list[str]:
+    entries = {
+        e.key: e
+        for e in session.exec(select(LedgerEntry).where(LedgerEntry.cycle_id == cycle.id)).all()
+    }
+    problems = []
+    pool_balance = 0
+    for name, debit, credit, amount in ledger_movements(cycle):
+        entry = entries.pop(f"cycle:{cycle.id}:{name}", None)
+        booked = entry.amount_fen if entry else 0
+        if booked != amount or (entry and (entry.debit, entry.credit) != (debit, credit)):
+            problems.append(f"ledger {name}: booked {booked}, expected {amount}")
+        if entry:
+            pool_balance += booked if entry.debit.startswith("pool:") else -booked
+    if pool_balance:
+        problems.append(f"the cycle's pool ends at {pool_balance} fen, not zero")
+    problems += [f"unexpected ledger entry {key}" for key in entries]
+    return problems

@@ -1,0 +1,290 @@
+"""A claim's way through the database: record, accept, review, decide, schedule.
+
+Each step advances a claim only from the state it expects, so running it twice changes nothing.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, func, select
+
+from domain.claims import (
+    LIVE,
+    MemberFacts,
+    Reason,
+    State,
+    check_transition,
+    load_json,
+    parse_submission,
+    review,
+)
+from domain.illnesses import load_catalog
+from domain.members import ExitReason
+from domain.models import Claim, ClaimEvent, Member
+from domain.plans import get_plan
+from domain.services.store import insert_ignoring_duplicates, load_for_update
+
+MAX_ATTEMPTS = 5
+
+
+class ClaimNotFound(LookupError):
+    pass
+
+
+def submission_key(raw: str) -> str:
+    """The submission's own id when it has a usable one, else a stable hash of the raw text.
+
+    The hash keeps a resubmitted bad line idempotent too: same text, same claim.
+    """
+    data, _ = load_json(raw)
+    given = data.get("submission_id") if isinstance(data, dict) else None
+    if isinstance(given, str) and 0 < len(given.strip()) <= 128:
+        return given.strip()
+    return "unkeyed-" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def record_submission(session: Session, raw: str, now: datetime) -> tuple[int, bool]:
+    """Store a submission as a received claim; returns (claim id, whether it is new)."""
+    key = submission_key(raw)
+    new_id = (
+        session.connection()
+        .execute(
+            insert_ignoring_duplicates(session, Claim)
+            .values(
+                submission_id=key,
+                raw=raw,
+                received_at=now,
+                updated_at=now,
+                state=State.RECEIVED,
+                attempts=0,
+            )
+            .returning(Claim.id)
+        )
+        .scalar_one_or_none()
+    )
+    created = new_id is not None
+    claim_id = new_id or session.exec(select(Claim.id).where(Claim.submission_id == key)).one()
+    if created:
+        session.add(ClaimEvent(claim_id=claim_id, at=now, actor="intake", to_state=State.RECEIVED))
+    return claim_id, created
+
+
+def move(
+    session: Session,
+    claim: Claim,
+    target: State,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+) -> None:
+    """Advance the claim and store the transition as an event."""
+    check_transition(claim.state, target)
+    session.add(
+        ClaimEvent(
+            claim_id=claim.id,
+            at=now,
+            actor=actor,
+            from_state=claim.state,
+            to_state=target,
+            reason=reason,
+        )
+    )
+    claim.state = target
+    claim.updated_at = now
+    claim.attempts = 0
+    session.add(claim)
+
+
+def count_attempt(session: Session, claim_id: int, expected: State) -> bool:
+    """Count one run of the step on a claim in `expected`; False when it should not run again.
+
+    Committed before the work itself, so a worker killed mid-step still leaves its mark.
+    """
+    claim = load_for_update(session, Claim, claim_id)
+    if claim is None or claim.state != expected:
+        return True  # nothing to guard: the step will find the claim already moved on
+    claim.attempts += 1
+    session.add(claim)
+    return claim.attempts <= MAX_ATTEMPTS
+
+
+def _reject(
+    session: Session, claim: Claim, reason: Reason, detail: str, actor: str, now: datetime
+) -> None:
+    claim.reason_code = reason
+    claim.reason_detail = detail
+    claim.decided_at = now
+    move(session, claim, State.REJECTED, actor, now, f"{reason}: {detail}")
+
+
+def accept(session: Session, claim_id: int, now: datetime) -> Claim:
+    """Intake: check the submission's shape and the member; received -> under_review | rejected."""
+    claim = _locked(session, claim_id)
+    if claim.state != State.RECEIVED:
+        return claim
+    submission, problem = parse_submission(claim.raw, claim.received_at)
+    if submission is None:
+        _reject(session, claim, Reason.MALFORMED, problem, "intake", now)
+        return claim
+    claim.plan = submission.plan
+    claim.icd10 = submission.icd10
+    claim.diagnosed_on = submission.diagnosed_on
+    claim.hospital = submission.hospital
+    claim.accident = submission.accident
+    member_id = session.exec(
+        select(Member.id).where(
+            Member.plan == submission.plan, Member.member_ref == submission.member_ref
+        )
+    ).first()
+    if member_id is None:
+        _reject(session, claim, Reason.UNKNOWN_MEMBER, "no such member in this plan", "intake", now)
+        return claim
+    claim.member_id = member_id
+    move(session, claim, State.UNDER_REVIEW, "intake", now)
+    return claim
+
+
+def review_claim(session: Session, claim_id: int, now: datetime) -> Claim:
+    """Medical review by the plan's rules; under_review -> approved | rejected | needs_review."""
+    claim = _locked(session, claim_id)
+    if claim.state != State.UNDER_REVIEW:
+        return claim
+    member = session.get(Member, claim.member_id)
+    assert member is not None and claim.plan and claim.icd10 and claim.diagnosed_on
+    decision = review(
+        claim.icd10,
+        claim.diagnosed_on,
+        bool(claim.accident),
+        _member_facts(session, member, claim),
+        get_plan(claim.plan),
+        load_catalog(),
+    )
+    claim.illness_code = decision.illness_code
+    claim.amount_fen = decision.amount_fen
+    if decision.state == State.REJECTED:
+        assert decision.reason is not None
+        _reject(session, claim, decision.reason, decision.detail, "rules", now)
+        if decision.reason == Reason.INSIDE_WAITING_PERIOD and member.exited_at is None:
+            # A covered illness inside the waiting period ends the membership.
+            member.exited_at = now
+            member.exit_reason = ExitReason.WAITING_PERIOD_ILLNESS
+            session.add(member)
+        return claim
+    if decision.state == State.APPROVED:
+        claim.decided_at = now
+    move(session, claim, decision.state, "rules", now, decision.detail or None)
+    return claim
+
+
+def decide(
+    session: Session,
+    submission_id: str,
+    approve: bool,
+    reviewer: str,
+    now: datetime,
+    reason: Reason = Reason.CRITERIA_NOT_MET,
+    note: str = "",
+) -> Claim:
+    """A reviewer's decision on a claim in needs_review; resumes its way when approved."""
+    claim = find_claim(session, submission_id, lock=True)
+    if claim.state != State.NEEDS_REVIEW:
+        raise ValueError(f"claim {submission_id} is {claim.state}, not waiting for a reviewer")
+    actor = f"reviewer:{reviewer}"
+    if not approve:
+        _reject(session, claim, reason, note or "rejected by the reviewer", actor, now)
+        return claim
+    claim.decided_at = now
+    move(session, claim, State.APPROVED, actor, now, note or "approved by the reviewer")
+    return claim
+
+
+def schedule(session: Session, claim_id: int, now: datetime) -> Claim:
+    """Put an approved claim on the list for the plan's next announcement."""
+    claim = _locked(session, claim_id)
+    if claim.state == State.APPROVED:
+        move(session, claim, State.SCHEDULED, "announce", now, "waits for the next announcement")
+    return claim
+
+
+def find_claim(session: Session, submission_id: str, lock: bool = False) -> Claim:
+    query = select(Claim).where(Claim.submission_id == submission_id)
+    claim = session.exec(query.with_for_update() if lock else query).first()
+    if claim is None:
+        raise ClaimNotFound(f"no claim with submission id {submission_id!r}")
+    return claim
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    claim: Claim
+    events: list[ClaimEvent]
+
+
+def claim_history(session: Session, submission_id: str) -> ClaimView:
+    claim = find_claim(session, submission_id)
+    events = session.exec(
+        select(ClaimEvent).where(ClaimEvent.claim_id == claim.id).order_by(col(ClaimEvent.id))
+    ).all()
+    return ClaimView(claim, list(events))
+
+
+def counts_by_state(session: Session) -> dict[str, int]:
+    rows = session.exec(select(Claim.state, func.count()).group_by(Claim.state)).all()
+    return {state: count for state, count in rows}
+
+
+def _locked(session: Session, claim_id: int) -> Claim:
+    claim = load_for_update(session, Claim, claim_id)
+    if claim is None:
+        raise ClaimNotFound(f"no claim with id {claim_id}")
+    return claim
+
+
+def _member_facts(session: Session, member: Member, claim: Claim) -> MemberFacts:
+    others = select(Claim.state).where(
+        Claim.member_id == member.id, Claim.plan == claim.plan, Claim.id != claim.id
+    )
+    paid = session.exec(
+        others.where(col(Claim.state).in_([State.SETTLED, State.PAID])).limit(1)
+    ).first()
+    # Only an earlier claim blocks this one, so two claims in flight do not block each other.
+    live = session.exec(
+        others.where(col(Claim.state).in_(list(LIVE)), col(Claim.id) < claim.id).limit(1)
+    ).first()
+    return MemberFacts(
+        birth_date=member.birth_date,
+        joined_at=member.joined_at,
+        exited_at=member.exited_at,
+        already_paid=paid is not None,
+        other_live_claim=live is not None,
+    )
+
+
+def stuck_claims(session: Session, before: datetime, limit: int = 1000) -> list[tuple[int, str]]:
+    """Claims in a working state not touched since `before`: their message may have been lost."""
+    working = [State.RECEIVED, State.UNDER_REVIEW, State.APPROVED]
+    rows = session.exec(
+        select(Claim.id, Claim.state)
+        .where(col(Claim.state).in_(working), col(Claim.updated_at) < before)
+        .order_by(col(Claim.id))
+        .limit(limit)
+    ).all()
+    return [(claim_id, state) for claim_id, state in rows]
+
+
+def counts_by_reason(session: Session) -> dict[str, int]:
+    rows = session.exec(
+        select(Claim.reason_code, func.count())
+        .where(Claim.state == State.REJECTED)
+        .group_by(Claim.reason_code)
+    ).all()
+    return {str(reason): count for reason, count in rows}
+
+
+def submission_ids_in(session: Session, state: State) -> list[str]:
+    return list(
+        session.exec(
+            select(Claim.submission_id).where(Claim.state == state).order_by(col(Claim.id))
+        ).all()
+    )

@@ -1,0 +1,94 @@
+"""Helpers of the integration tests: the two stacks, worker subprocesses, the CLI, waiting."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from broker.settings import Settings
+
+ALL_QUEUES = "intake,review,announce,cycle,payments"
+
+
+@dataclass
+class Stack:
+    """One way to run Huzhu: its settings and the environment a subprocess needs for them."""
+
+    name: str
+    settings: Settings
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["HUZHU_DATA_DIR"] = str(self.settings.data_dir)
+        env["HUZHU_DATABASE_URL"] = self.settings.database_url
+        env["HUZHU_BROKER_URL"] = self.settings.broker_url
+        env["HUZHU_CHUNK_SIZE"] = str(self.settings.chunk_size)
+        return env
+
+
+def run_worker(stack: Stack, concurrency: int = 2) -> Iterator[subprocess.Popen]:
+    # SQLite takes one writer: one process; PostgreSQL gets a small prefork pool.
+    pool = (
+        ["--pool", "solo"]
+        if stack.name == "sqlite"
+        else ["--pool", "prefork", "-c", str(concurrency)]
+    )
+    log = stack.settings.data_dir / "worker.log"
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        ALL_QUEUES,
+        "-l",
+        "info",
+        *pool,
+    ]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=stack.env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def huzhu(
+    stack: Stack, *args: str, check: bool = True, timeout: float = 180
+) -> subprocess.CompletedProcess:
+    """Run the `huzhu` command as an operator would, against the stack."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        worker_log = stack.settings.data_dir / "worker.log"
+        tail = worker_log.read_text()[-3000:] if worker_log.exists() else ""
+        raise AssertionError(
+            f"huzhu {' '.join(args)} exited {result.returncode}:\n{result.stderr}\n{tail}"
+        )
+    return result
+
+
+def wait_until(check, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout} s")

@@ -1,0 +1,36 @@
+"""What every task shares: the clock, one transaction per step, and retry on transient errors."""
+
+import logging
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session
+
+from broker.database import engine
+from domain.db import transaction
+
+log = logging.getLogger("huzhu.workers")
+
+# Lost connections and lock time-outs pass; the step is retried with backoff, and every
+# countdown stays far below the broker's visibility timeout (a long ETA would run twice).
+TRANSIENT = (OperationalError, DBAPIError)
+
+
+def task_options(name: str) -> dict:
+    return {
+        "name": f"huzhu.{name}",
+        "autoretry_for": TRANSIENT,
+        "retry_backoff": 2,
+        "retry_backoff_max": 60,
+        "retry_jitter": True,
+        "max_retries": 8,
+    }
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def unit_of_work() -> AbstractContextManager[Session]:
+    return transaction(engine())

@@ -1,0 +1,41 @@
+"""The claim chain: accept_claim | review_claim | announce_claim (intake, review, announce)."""
+
+from broker.app import app
+from domain.claims import State
+from domain.services import claims
+from workers.base import log, now, task_options, unit_of_work
+
+
+def _guarded(claim_id: int, expected: State) -> bool:
+    """Count this run; a step that keeps dying on a claim stops and waits for a person."""
+    with unit_of_work() as session:
+        allowed = claims.count_attempt(session, claim_id, expected)
+    if not allowed:
+        log.error("claim %s: step for %s failed too often; needs attention", claim_id, expected)
+    return allowed
+
+
+@app.task(**task_options("accept_claim"))
+def accept_claim(claim_id: int) -> int:
+    if _guarded(claim_id, State.RECEIVED):
+        with unit_of_work() as session:
+            claim = claims.accept(session, claim_id, now())
+            log.info("claim %s accepted: %s", claim_id, claim.state)
+    return claim_id
+
+
+@app.task(**task_options("review_claim"))
+def review_claim(claim_id: int) -> int:
+    if _guarded(claim_id, State.UNDER_REVIEW):
+        with unit_of_work() as session:
+            claim = claims.review_claim(session, claim_id, now())
+            log.info("claim %s reviewed: %s %s", claim_id, claim.state, claim.reason_code or "")
+    return claim_id
+
+
+@app.task(**task_options("announce_claim"))
+def announce_claim(claim_id: int) -> int:
+    with unit_of_work() as session:
+        claim = claims.schedule(session, claim_id, now())
+        log.info("claim %s: %s", claim_id, claim.state)
+    return claim_id

@@ -1,0 +1,71 @@
+"""The sharing cycle: publish_announcements, close_cycle and its charge_chunk fan-out (cycle)."""
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from broker.app import app
+from broker.settings import get_settings
+from domain.models import SharingCycle
+from domain.services import cycles
+from workers.base import log, now, task_options, unit_of_work
+
+
+def _moment(at: str | None) -> datetime:
+    """The clock of the run: beat passes none (now); the CLI passes an explicit ISO moment."""
+    return datetime.fromisoformat(at) if at else now()
+
+
+@app.task(**task_options("publish_announcements"))
+def publish_announcements(plan: str, at: str | None = None) -> int:
+    with unit_of_work() as session:
+        cycle = cycles.publish(session, plan, _moment(at))
+        log.info("cycle %s of %s: %s, %s cases", cycle.id, plan, cycle.status, cycle.cases)
+    return cycle.id
+
+
+@app.task(**task_options("close_cycle"))
+def close_cycle(plan: str, at: str | None = None) -> int:
+    """Freeze the cycle's figures once, then send every chunk that has not recorded itself."""
+    with unit_of_work() as session:
+        cycle = cycles.begin_close(session, plan, _moment(at), get_settings().chunk_size)
+    log.info("cycle %s of %s: %s", cycle.id, plan, cycle.status)
+    dispatch_chunks(cycle.id)
+    return cycle.id
+
+
+def dispatch_chunks(cycle_id: int) -> None:
+    """Send every chunk of a closing cycle that has not recorded itself (again, if need be)."""
+    with unit_of_work() as session:
+        cycle = session.get(SharingCycle, cycle_id)
+        if cycle is None or cycle.status != cycles.CycleStatus.CLOSING:
+            return
+        pending = cycles.pending_chunks(session, cycle)
+    for chunk_no in pending:
+        charge_chunk.delay(cycle_id, chunk_no)
+    if not pending:
+        _finalise(cycle_id)
+
+
+@app.task(**task_options("charge_chunk"))
+def charge_chunk(cycle_id: int, chunk_no: int) -> int:
+    try:
+        with unit_of_work() as session:
+            cycles.charge_chunk(session, cycle_id, chunk_no, now())
+    except IntegrityError:
+        # Another run of the same chunk committed first; its rows stand, ours roll back.
+        log.warning("cycle %s chunk %s: already charged by a concurrent run", cycle_id, chunk_no)
+    _finalise(cycle_id)
+    return cycle_id
+
+
+def _finalise(cycle_id: int) -> None:
+    with unit_of_work() as session:
+        cycle = cycles.finalise(session, cycle_id, now())
+    if cycle is not None:
+        log.info(
+            "cycle %s closed: share %s fen, charged %s fen",
+            cycle_id,
+            cycle.share_fen,
+            cycle.charged_fen,
+        )

@@ -1,0 +1,34 @@
+"""The periodic sweep: the database is the source of truth, so lost messages are sent again."""
+
+from datetime import timedelta
+
+from broker.app import app
+from broker.settings import get_settings
+from broker.submit import claim_chain
+from domain.claims import State
+from domain.services import claims, cycles
+from workers.base import log, now, task_options, unit_of_work
+from workers.cycles import dispatch_chunks
+
+RESUME_AT = {
+    State.RECEIVED: "accept_claim",
+    State.UNDER_REVIEW: "review_claim",
+    State.APPROVED: "announce_claim",
+}
+
+
+@app.task(**task_options("redrive_stuck"))
+def redrive_stuck() -> int:
+    """Resend the step of every claim sitting too long in a working state, and the chunks of
+    every closing cycle; each step is idempotent, so a step still in flight loses nothing."""
+    before = now() - timedelta(seconds=get_settings().stuck_after_seconds)
+    with unit_of_work() as session:
+        stuck = claims.stuck_claims(session, before)
+        closing = cycles.closing_cycle_ids(session)
+    for claim_id, state in stuck:
+        claim_chain(claim_id, start=RESUME_AT[state]).apply_async()
+    for cycle_id in closing:
+        dispatch_chunks(cycle_id)
+    if stuck or closing:
+        log.warning("re-drove %s claims and %s closing cycles", len(stuck), len(closing))
+    return len(stuck)
