@@ -2,7 +2,7 @@
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import before_task_publish, worker_init, worker_process_init
+from celery.signals import beat_init, before_task_publish, worker_init, worker_process_init
 
 from broker.database import forget_engine
 from broker.settings import Settings, get_settings, use_settings
@@ -67,6 +67,8 @@ def configure(app: Celery, settings: Settings) -> None:
         timezone="Asia/Shanghai",
         enable_utc=True,
         beat_schedule=beat_schedule(),
+        # Beat's own bookkeeping (last run times) lives with the embedded data, not in the cwd.
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         worker_hijack_root_logger=False,
     )
 
@@ -80,6 +82,12 @@ def reconfigure(settings: Settings) -> None:
     use_settings(settings)
     configure(app, settings)
     forget_engine()
+    # The connection and producer pools were made for the old broker; Celery offers no public
+    # reset, so drop them the way its own after-fork hook does.
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 @worker_process_init.connect
@@ -87,8 +95,9 @@ def _fresh_engine_after_fork(**_kwargs) -> None:
     forget_engine()
 
 
+@beat_init.connect
 @worker_init.connect
 @before_task_publish.connect
-def _queue_folders_exist(**_kwargs) -> None:
+def _folders_exist(**_kwargs) -> None:
     # Made on first use, not on import, so that importing the app writes nothing to disk.
-    get_settings().make_queue_folders()
+    get_settings().make_folders()

@@ -39,8 +39,10 @@ class Settings(BaseSettings):
     def uses_file_queue(self) -> bool:
         return self.broker.startswith("filesystem")
 
-    def make_queue_folders(self) -> None:
-        """The file queue's folders must exist before anyone sends or consumes."""
+    def make_folders(self) -> None:
+        """The data folder (beat's schedule, SQLite) and the file queue's folders must exist
+        before anyone sends or consumes."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.uses_file_queue:
             for sub in ("messages", "processed", "control"):
                 (self.queue_folder / sub).mkdir(parents=True, exist_ok=True)

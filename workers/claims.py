@@ -9,7 +9,7 @@ from workers.base import log, now, task_options, unit_of_work
 def _guarded(claim_id: int, expected: State) -> bool:
     """Count this run; a step that keeps dying on a claim stops and waits for a person."""
     with unit_of_work() as session:
-        allowed = claims.count_attempt(session, claim_id, expected)
+        allowed = claims.count_attempt(session, claim_id, expected, now())
     if not allowed:
         log.error("claim %s: step for %s failed too often; needs attention", claim_id, expected)
     return allowed

@@ -96,7 +96,7 @@ def move(
     session.add(claim)
 
 
-def count_attempt(session: Session, claim_id: int, expected: State) -> bool:
+def count_attempt(session: Session, claim_id: int, expected: State, now: datetime) -> bool:
     """Count one run of the step on a claim in `expected`; False when it should not run again.
 
     Committed before the work itself, so a worker killed mid-step still leaves its mark.
@@ -106,6 +106,18 @@ def count_attempt(session: Session, claim_id: int, expected: State) -> bool:
         return True  # nothing to guard: the step will find the claim already moved on
     claim.attempts += 1
     session.add(claim)
+    if claim.attempts == MAX_ATTEMPTS + 1:
+        # Said once, in the claim's history, where an operator looks.
+        session.add(
+            ClaimEvent(
+                claim_id=claim.id,
+                at=now,
+                actor="guard",
+                from_state=claim.state,
+                to_state=claim.state,
+                reason=f"the {expected} step failed {MAX_ATTEMPTS} times; needs attention",
+            )
+        )
     return claim.attempts <= MAX_ATTEMPTS
 
 
@@ -267,6 +279,8 @@ def stuck_claims(session: Session, before: datetime, limit: int = 1000) -> list[
     rows = session.exec(
         select(Claim.id, Claim.state)
         .where(col(Claim.state).in_(working), col(Claim.updated_at) < before)
+        # A claim whose step keeps failing waits for a person, not for another round.
+        .where(col(Claim.attempts) <= MAX_ATTEMPTS)
         .order_by(col(Claim.id))
         .limit(limit)
     ).all()

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
 
 from broker.database import engine
+from broker.submit import send_step
 from domain.db import transaction
 from domain.models import Charge, ChargeChunk, Claim, ClaimEvent, LedgerEntry, Member, SharingCycle
 from domain.services import audit as audit_service
@@ -14,6 +15,7 @@ from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
 from domain.services import members as member_service
 from tests.integration.scenario import CLAIMS, CLOSE_AT, CRITICAL, PUBLISH_AT, membership
+from tests.integration.support import run_worker, wait_until
 from workers import claims as claim_tasks
 from workers import cycles as cycle_tasks
 
@@ -151,3 +153,44 @@ def test_two_concurrent_closes_produce_one_set_of_charges(stack):
     assert cycle.status == "closed" and cycle.chunks == 8
     assert rows == members == 400
     assert ledger == len([m for m in cycle_service.ledger_movements(cycle) if m[3]])
+
+
+def test_a_step_that_keeps_failing_stops_and_asks_for_a_person(stack):
+    with transaction(engine()) as session:
+        claim_id, _ = claim_service.record_submission(session, CLAIMS[0], NOW)
+        session.get(Claim, claim_id).attempts = claim_service.MAX_ATTEMPTS
+    claim_tasks.accept_claim(claim_id)
+    claim_tasks.accept_claim(claim_id)
+    with transaction(engine()) as session:
+        claim = session.get(Claim, claim_id)
+        guard_events = session.exec(
+            select(ClaimEvent).where(ClaimEvent.claim_id == claim_id, ClaimEvent.actor == "guard")
+        ).all()
+        stuck = claim_service.stuck_claims(session, datetime.now(UTC))
+    assert claim.state == "received"
+    assert [e.reason for e in guard_events] == ["the received step failed 5 times; needs attention"]
+    assert claim_id not in [claim for claim, _ in stuck]
+
+
+def test_a_close_sent_twice_to_the_fleet_charges_once(postgres_stack):
+    prepare_announced_cycle(critical=400)
+    workers = run_worker(postgres_stack, concurrency=2)
+    next(workers)
+    try:
+        send_step("close_cycle", CRITICAL, CLOSE_AT.isoformat())
+        send_step("close_cycle", CRITICAL, CLOSE_AT.isoformat())
+
+        def closed():
+            with transaction(engine()) as session:
+                cycle = session.exec(select(SharingCycle)).one()
+                return cycle if cycle.status == "closed" else None
+
+        cycle = wait_until(closed, 60, "the cycle closed")
+    finally:
+        workers.close()
+    with transaction(engine()) as session:
+        rows, members = session.exec(
+            select(func.count(), func.count(func.distinct(Charge.member_id)))
+        ).one()
+        assert audit_service.audit(session).balanced
+    assert rows == members == cycle.sharing_members == 400
