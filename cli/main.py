@@ -23,6 +23,7 @@ from cli.output import (
     progress,
     table,
 )
+from domain.calendar import SHANGHAI
 from domain.claims import Reason, State
 from domain.db import transaction
 from domain.members import Enrolment
@@ -63,6 +64,10 @@ def _moment(text: str) -> datetime:
     if moment.tzinfo is None:
         fail(f"{text!r} has no timezone offset", "add one, e.g. +08:00 for Shanghai time")
     return moment
+
+
+def _shanghai(moment: datetime) -> str:
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _plan(code: str) -> str:

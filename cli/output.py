@@ -15,7 +15,7 @@ from domain.models import SharingCycle
 from domain.money import yuan
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # messages stay whole for grep and logs
 T = TypeVar("T")
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object for scripts.")

@@ -69,9 +69,8 @@ def publish(session: Session, plan_code: str, at: datetime) -> SharingCycle:
         .where(col(Claim.id).in_(listed.scalar_subquery()))
         .values(state=State.ANNOUNCED, cycle_id=cycle.id, updated_at=at)
     )
-    cases, aid = _case_totals(session, cycle.id, State.ANNOUNCED)
-    cycle.cases, cycle.aid_fen = cases, aid
-    cycle.sharing_members = _count_sharing(session, plan_code, cycle.cutoff_at)
+    # The expected figures, shown with the announcement; the close recomputes them.
+    _freeze_figures(session, cycle, State.ANNOUNCED)
     cycle.status = CycleStatus.ANNOUNCED
     cycle.announced_at = at
     session.add(cycle)
@@ -111,18 +110,41 @@ def begin_close(session: Session, plan_code: str, at: datetime, chunk_size: int)
         )
         .values(exited_at=at, exit_reason=ExitReason.PAID_OUT)
     )
+    first_id, last_id = _freeze_figures(session, cycle, State.SETTLED)
+    cycle.annual_cap_binds = annual_cap_can_bind(
+        _plan_shares_in_year(session, plan_code, cycle.charge_on.year),
+        cycle.share_fen,
+        plan.annual_cap_fen,
+    )
+    charging = cycle.share_fen > 0 and cycle.sharing_members > 0
+    cycle.first_member_id = first_id or 0
+    cycle.last_member_id = last_id or 0
+    cycle.chunk_size = chunk_size
+    cycle.chunks = (
+        ceil_div(cycle.last_member_id - cycle.first_member_id + 1, chunk_size) if charging else 0
+    )
+    cycle.status = CycleStatus.CLOSING
+    cycle.closing_at = at
+    session.add(cycle)
+    return cycle
+
+
+def _freeze_figures(session: Session, cycle: SharingCycle, state: State) -> tuple[int, int]:
+    """Compute the cycle's figures from its cases in `state` and its members at the cut-off;
+    returns the lowest and highest sharing member id (the span the chunks cover)."""
+    plan = get_plan(cycle.plan)
     amounts = session.exec(
-        select(Claim.amount_fen).where(Claim.cycle_id == cycle.id, Claim.state == State.SETTLED)
+        select(Claim.amount_fen).where(Claim.cycle_id == cycle.id, Claim.state == state)
     ).all()
     first_id, last_id, members = session.exec(
         select(func.min(Member.id), func.max(Member.id), func.count()).where(
-            Member.plan == plan_code, shares_at(cycle.cutoff_at)
+            Member.plan == cycle.plan, shares_at(cycle.cutoff_at)
         )
     ).one()
     figures = compute_share(
         [int(a) for a in amounts if a],
         members,
-        _surplus_carried_in(session, plan_code, cycle.announce_on),
+        _surplus_carried_in(session, cycle.plan, cycle.announce_on),
         plan.fee_rate_bp,
         plan.per_patient_cap_fen,
     )
@@ -134,20 +156,8 @@ def begin_close(session: Session, plan_code: str, at: datetime, chunk_size: int)
     cycle.surplus_out_fen = figures.surplus_out_fen
     cycle.share_fen = figures.share_fen
     cycle.cap_subsidy_fen = figures.cap_subsidy_fen
-    cycle.annual_cap_binds = annual_cap_can_bind(
-        _plan_shares_in_year(session, plan_code, cycle.charge_on.year),
-        figures.share_fen,
-        plan.annual_cap_fen,
-    )
-    charging = figures.share_fen > 0 and members > 0
-    cycle.first_member_id = first_id or 0
-    cycle.last_member_id = last_id or 0
-    cycle.chunk_size = chunk_size
-    cycle.chunks = ceil_div(last_id - first_id + 1, chunk_size) if charging else 0
-    cycle.status = CycleStatus.CLOSING
-    cycle.closing_at = at
-    session.add(cycle)
-    return cycle
+    cycle.subsidy_fen = figures.cap_subsidy_fen
+    return first_id, last_id
 
 
 def pending_chunks(session: Session, cycle: SharingCycle) -> list[int]:
@@ -361,21 +371,6 @@ def _record_events(session, claim_ids, actor: str, from_state: State, to_state: 
     session.execute(
         insert(ClaimEvent).from_select(["claim_id", "at", "actor", "from_state", "to_state"], rows)
     )
-
-
-def _case_totals(session: Session, cycle_id: int, state: State) -> tuple[int, int]:
-    count, total = session.exec(
-        select(func.count(), func.coalesce(func.sum(Claim.amount_fen), 0)).where(
-            Claim.cycle_id == cycle_id, Claim.state == state
-        )
-    ).one()
-    return count, total
-
-
-def _count_sharing(session: Session, plan_code: str, cutoff: datetime) -> int:
-    return session.exec(
-        select(func.count()).where(Member.plan == plan_code, shares_at(cutoff))
-    ).one()
 
 
 def _surplus_carried_in(session: Session, plan_code: str, before: date) -> int:

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, insert, select
 
 from domain.calendar import add_years, local_date
 from domain.members import Enrolment, ExitReason, exit_refusal, join_refusal
-from domain.models import Member
+from domain.models import Member, SharingCycle
 from domain.plans import get_plan
 
 BATCH = 2_000
@@ -140,6 +140,17 @@ def exit_member(session: Session, plan: str, member_ref: str, at: datetime) -> M
     ).one()
     if refusal := exit_refusal(member.exited_at, dependants):
         raise ValueError(f"{member_ref} cannot leave {plan}: {refusal}")
+    published = session.exec(
+        select(func.max(SharingCycle.cutoff_at)).where(
+            SharingCycle.plan == plan, SharingCycle.status != "open"
+        )
+    ).one()
+    if published is not None and at < published:
+        # Who shares in a published cycle is fixed; an exit cannot be dated before its cut-off.
+        raise ValueError(
+            f"{member_ref} cannot leave {plan} before {published.isoformat()}, "
+            "the cut-off of a published cycle"
+        )
     member.exited_at = at
     member.exit_reason = ExitReason.VOLUNTARY
     session.add(member)

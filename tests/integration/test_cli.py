@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
-from tests.integration.scenario import CLOSE_AT, CRITICAL
+from broker.database import engine
+from domain.db import transaction
+from domain.services import cycles
+from tests.integration.scenario import CLOSE_AT, CRITICAL, PUBLISH_AT
 from tests.integration.support import huzhu
 
 
@@ -125,3 +128,38 @@ def test_every_command_has_help(sqlite_stack, command):
     assert "Usage" in result.stdout
     if command:  # every leaf command speaks JSON for scripts
         assert "--json" in result.stdout
+
+
+def test_members_leave_after_their_family_and_never_before_a_published_cut_off(
+    sqlite_stack, tmp_path
+):
+    csv_file = tmp_path / "family.csv"
+    csv_file.write_text(
+        "member_ref,plan,birth_date,sex,province,joined_at,payer_ref\n"
+        "P1,critical-illness,1985-01-01,F,广东,2025-01-05T10:00:00+08:00,\n"
+        "K1,critical-illness,2015-01-01,M,广东,2025-01-06T10:00:00+08:00,P1\n",
+        encoding="utf-8",
+    )
+    huzhu(sqlite_stack, "members", "import", str(csv_file))
+    refused = huzhu(sqlite_stack, "members", "exit", "P1", "--plan", CRITICAL, check=False)
+    assert refused.returncode == 1 and "family member(s); they must leave first" in refused.stderr
+    left = huzhu(sqlite_stack, "members", "exit", "K1", "--plan", CRITICAL, "--json")
+    assert json.loads(left.stdout)["member_ref"] == "K1"
+    again = huzhu(sqlite_stack, "members", "exit", "K1", "--plan", CRITICAL, check=False)
+    assert again.returncode == 1 and "already left" in again.stderr
+
+    with transaction(engine()) as session:
+        cycles.publish(session, CRITICAL, PUBLISH_AT)
+    backdated = huzhu(
+        sqlite_stack,
+        "members",
+        "exit",
+        "P1",
+        "--plan",
+        CRITICAL,
+        "--at",
+        "2025-06-01T00:00:00+08:00",
+        check=False,
+    )
+    assert backdated.returncode == 1 and "cut-off of a published cycle" in backdated.stderr
+    huzhu(sqlite_stack, "members", "exit", "P1", "--plan", CRITICAL, "--at", CLOSE_AT.isoformat())

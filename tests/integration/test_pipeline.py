@@ -72,6 +72,7 @@ def test_claims_flow_through_a_real_worker_to_a_balanced_closed_cycle(stack, wor
         3,
         120,
     )
+    assert published["share_fen"] == 30  # the expected share, shown with the announcement
 
     closed = json.loads(
         huzhu(
