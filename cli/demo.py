@@ -71,8 +71,7 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
     announce_on = next_announcement_day(today)
     scenario = synthetic.build(members, claims, today, seed)
     report = member_service.ImportReport()
-    with transaction(engine()) as session:
-        member_service.import_members(session, enumerate(scenario.members, start=2), report)
+    member_service.import_members(engine(), enumerate(scenario.members, start=2), report)
     with worker_in_this_process():
         with progress(quiet) as bar:
             task = bar.add_task("submitting claims", total=len(scenario.claims))

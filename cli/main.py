@@ -110,11 +110,11 @@ def members_import(
                 f"{file} lacks the column(s) {', '.join(missing)}",
                 "the header must hold: " + ",".join(MEMBER_COLUMNS),
             )
-        with progress(as_json) as bar, transaction(engine()) as session:
+        with progress(as_json) as bar:
             task = bar.add_task("importing members", total=total)
             # line_num is read as each row is consumed: the line where that row ends.
             rows = (_enrolment(reader.line_num, row, bar, task) for row in reader)
-            member_service.import_members(session, rows, report)
+            member_service.import_members(engine(), rows, report)
     refused = [{"line": line, "reason": reason} for line, reason in sorted(report.refused)]
     if as_json:
         print_json({"imported": report.imported, "refused": refused})

@@ -36,15 +36,10 @@ TRANSITIONS: dict[State, set[State]] = {
 }
 # States a claim may rest in for good (or until an operator acts).
 RESTING = {State.REJECTED, State.NEEDS_REVIEW, State.SCHEDULED, State.SETTLED, State.PAID}
-# States that still stand for a live request of the member in this plan (blocks a second claim).
-LIVE = {
-    State.RECEIVED,
-    State.UNDER_REVIEW,
-    State.NEEDS_REVIEW,
-    State.APPROVED,
-    State.SCHEDULED,
-    State.ANNOUNCED,
-}
+# A claim in one of these will be (or was) paid: one per member per plan, whatever the order.
+PAYABLE = {State.APPROVED, State.SCHEDULED, State.ANNOUNCED, State.SETTLED, State.PAID}
+# Not decided yet: an earlier one of these blocks a later claim of the same member.
+UNDECIDED = {State.RECEIVED, State.UNDER_REVIEW, State.NEEDS_REVIEW}
 
 
 class Reason(StrEnum):
@@ -139,8 +134,8 @@ class MemberFacts:
     birth_date: date
     joined_at: datetime
     exited_at: datetime | None
-    already_paid: bool  # received a payout in this plan before
-    other_live_claim: bool  # another claim of theirs in this plan is still under way
+    already_paid: bool  # another claim of theirs in this plan was settled or paid
+    other_live_claim: bool  # another is approved on its way to payment, or earlier and undecided
 
 
 @dataclass(frozen=True)

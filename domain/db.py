@@ -11,13 +11,19 @@ from domain import models  # noqa: F401  (registers the tables on SQLModel.metad
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for the URL; SQLite gets WAL, a busy timeout and write-locking transactions."""
+    """An engine for the URL; SQLite gets WAL, a busy timeout and write-locking transactions.
+
+    Bound parameters are hidden from error messages: they hold names, birth dates and
+    diagnoses, and an error's text reaches worker logs and Flower.
+    """
     if url.startswith("sqlite"):
         # NullPool: each session gets its own connection, so threads and forks never share one.
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+        engine = create_engine(
+            url, poolclass=NullPool, connect_args={"timeout": 60}, hide_parameters=True
+        )
         _make_sqlite_transactions_immediate(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
 
 
 def _make_sqlite_transactions_immediate(engine: Engine) -> None:
@@ -50,7 +56,3 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back on any error."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
-
-
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -65,13 +66,27 @@ class Member(SQLModel, table=True):
     joined_at: datetime = moment()
     exited_at: datetime | None = moment(nullable=True)
     exit_reason: str | None = Field(default=None, max_length=32)
+    # A member exists only once their health declaration and credit assessment passed; a
+    # refused applicant is reported by the import with the reason and never stored.
     payer_id: int | None = Field(default=None, foreign_key="member.id", sa_type=BigInteger)
-    health_declaration_passed: bool = True
-    credit_assessment_passed: bool = True
+
+
+PAYABLE_STATES = "state IN ('approved', 'scheduled', 'announced', 'settled', 'paid')"
 
 
 class Claim(SQLModel, table=True):
-    __table_args__ = (Index("ix_claim_state_updated", "state", "updated_at"),)
+    __table_args__ = (
+        Index("ix_claim_state_updated", "state", "updated_at"),
+        # The last guard of "one payout per member per plan", whatever the review concluded.
+        Index(
+            "uq_claim_one_payable_per_member",
+            "plan",
+            "member_id",
+            unique=True,
+            postgresql_where=text(PAYABLE_STATES),
+            sqlite_where=text(PAYABLE_STATES),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=ID)
     submission_id: str = Field(max_length=128, unique=True)
@@ -106,6 +121,13 @@ class ClaimEvent(SQLModel, table=True):
     from_state: str | None = Field(default=None, max_length=24)
     to_state: str = Field(max_length=24)
     reason: str | None = Field(default=None, max_length=500)
+
+
+class CycleStatus:
+    OPEN = "open"  # cases are being decided
+    ANNOUNCED = "announced"  # the list and the sharing members are fixed; objections open
+    CLOSING = "closing"  # figures frozen, charges being written chunk by chunk
+    CLOSED = "closed"  # every chunk written and the books entered
 
 
 class SharingCycle(SQLModel, table=True):

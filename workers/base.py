@@ -4,7 +4,7 @@ import logging
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from broker.database import engine
@@ -12,9 +12,10 @@ from domain.db import transaction
 
 log = logging.getLogger("huzhu.workers")
 
-# Lost connections and lock time-outs pass; the step is retried with backoff, and every
-# countdown stays far below the broker's visibility timeout (a long ETA would run twice).
-TRANSIENT = (OperationalError, DBAPIError)
+# Lost connections, lock time-outs and serialisation failures pass; the step is retried with
+# backoff, and every countdown stays far below the broker's visibility timeout (a long ETA
+# would run twice). Data and integrity errors are not transient: retrying them changes nothing.
+TRANSIENT = (OperationalError, InterfaceError)
 
 
 def task_options(name: str) -> dict:

@@ -7,10 +7,12 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, func, select
 
 from domain.claims import (
-    LIVE,
+    PAYABLE,
+    UNDECIDED,
     MemberFacts,
     Reason,
     State,
@@ -87,7 +89,7 @@ def move(
             actor=actor,
             from_state=claim.state,
             to_state=target,
-            reason=reason,
+            reason=reason[:500] if reason else None,
         )
     )
     claim.state = target
@@ -125,9 +127,16 @@ def _reject(
     session: Session, claim: Claim, reason: Reason, detail: str, actor: str, now: datetime
 ) -> None:
     claim.reason_code = reason
-    claim.reason_detail = detail
+    claim.reason_detail = detail[:500]
     claim.decided_at = now
     move(session, claim, State.REJECTED, actor, now, f"{reason}: {detail}")
+    if reason == Reason.INSIDE_WAITING_PERIOD:
+        # A covered illness inside the waiting period ends the membership, whoever decided it.
+        member = load_for_update(session, Member, claim.member_id)
+        if member is not None and member.exited_at is None:
+            member.exited_at = now
+            member.exit_reason = ExitReason.WAITING_PERIOD_ILLNESS
+            session.add(member)
 
 
 def accept(session: Session, claim_id: int, now: datetime) -> Claim:
@@ -162,7 +171,9 @@ def review_claim(session: Session, claim_id: int, now: datetime) -> Claim:
     claim = _locked(session, claim_id)
     if claim.state != State.UNDER_REVIEW:
         return claim
-    member = session.get(Member, claim.member_id)
+    # The member's row lock serialises the reviews of their claims: two claims of one member
+    # can never both be found alone and both approved.
+    member = load_for_update(session, Member, claim.member_id)
     assert member is not None and claim.plan and claim.icd10 and claim.diagnosed_on
     decision = review(
         claim.icd10,
@@ -177,11 +188,6 @@ def review_claim(session: Session, claim_id: int, now: datetime) -> Claim:
     if decision.state == State.REJECTED:
         assert decision.reason is not None
         _reject(session, claim, decision.reason, decision.detail, "rules", now)
-        if decision.reason == Reason.INSIDE_WAITING_PERIOD and member.exited_at is None:
-            # A covered illness inside the waiting period ends the membership.
-            member.exited_at = now
-            member.exit_reason = ExitReason.WAITING_PERIOD_ILLNESS
-            session.add(member)
         return claim
     if decision.state == State.APPROVED:
         claim.decided_at = now
@@ -206,6 +212,14 @@ def decide(
     if not approve:
         _reject(session, claim, reason, note or "rejected by the reviewer", actor, now)
         return claim
+    member = load_for_update(session, Member, claim.member_id)
+    assert member is not None
+    facts = _member_facts(session, member, claim)
+    if facts.already_paid or facts.other_live_claim:
+        raise ValueError(
+            f"claim {submission_id} cannot be approved: the member has another claim "
+            "approved or paid in this plan (one payout per member per plan)"
+        )
     claim.decided_at = now
     move(session, claim, State.APPROVED, actor, now, note or "approved by the reviewer")
     return claim
@@ -260,9 +274,15 @@ def _member_facts(session: Session, member: Member, claim: Claim) -> MemberFacts
     paid = session.exec(
         others.where(col(Claim.state).in_([State.SETTLED, State.PAID])).limit(1)
     ).first()
-    # Only an earlier claim blocks this one, so two claims in flight do not block each other.
+    # Any claim on its way to payment blocks this one; an undecided one only if it came first,
+    # so that two claims in flight do not block each other.
     live = session.exec(
-        others.where(col(Claim.state).in_(list(LIVE)), col(Claim.id) < claim.id).limit(1)
+        others.where(
+            or_(
+                col(Claim.state).in_(list(PAYABLE)),
+                and_(col(Claim.state).in_(list(UNDECIDED)), col(Claim.id) < claim.id),
+            )
+        ).limit(1)
     ).first()
     return MemberFacts(
         birth_date=member.birth_date,

@@ -23,6 +23,7 @@ from domain.models import (
     ChargeChunk,
     Claim,
     ClaimEvent,
+    CycleStatus,
     LedgerEntry,
     Member,
     SharingCycle,
@@ -31,15 +32,8 @@ from domain.models import (
 from domain.money import ceil_div
 from domain.plans import get_plan
 from domain.services.members import age_out, shares_at
-from domain.services.store import insert_ignoring_duplicates, load_for_update
+from domain.services.store import insert_ignoring_duplicates, load_for_update, lock_plan
 from domain.sharing import annual_cap_can_bind, compute_share
-
-
-class CycleStatus:
-    OPEN = "open"
-    ANNOUNCED = "announced"
-    CLOSING = "closing"
-    CLOSED = "closed"
 
 
 class NothingToClose(LookupError):
@@ -53,6 +47,7 @@ def publish(session: Session, plan_code: str, at: datetime) -> SharingCycle:
     published is returned unchanged.
     """
     get_plan(plan_code)
+    lock_plan(session, plan_code, shared=False)
     announce_on = announcement_day_on_or_before(local_date(at))
     cycle = _get_or_create_cycle(session, plan_code, announce_on)
     if cycle.status != CycleStatus.OPEN:
@@ -84,6 +79,7 @@ def begin_close(session: Session, plan_code: str, at: datetime, chunk_size: int)
     goes on to (re)dispatch the chunks that are not done, and never computes twice.
     """
     plan = get_plan(plan_code)
+    lock_plan(session, plan_code, shared=False)
     cycle = due_cycle(session, plan_code, at)
     cycle = load_for_update(session, SharingCycle, cycle.id)
     assert cycle is not None
@@ -141,8 +137,10 @@ def _freeze_figures(session: Session, cycle: SharingCycle, state: State) -> tupl
             Member.plan == cycle.plan, shares_at(cycle.cutoff_at)
         )
     ).one()
+    if None in amounts:
+        raise ValueError(f"cycle {cycle.id}: a {state} claim has no amount")
     figures = compute_share(
-        [int(a) for a in amounts if a],
+        list(amounts),
         members,
         _surplus_carried_in(session, cycle.plan, cycle.announce_on),
         plan.fee_rate_bp,

@@ -2,16 +2,18 @@
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 
-from sqlalchemy import ColumnElement, and_, or_, tuple_, update
+from sqlalchemy import ColumnElement, Engine, and_, or_, tuple_, update
 from sqlmodel import Session, col, func, insert, select
 
-from domain.calendar import add_years, local_date
+from domain.calendar import add_years, local_date, start_of_day
+from domain.db import transaction
 from domain.members import Enrolment, ExitReason, exit_refusal, join_refusal
-from domain.models import Member, SharingCycle
+from domain.models import CycleStatus, Member, SharingCycle
 from domain.plans import get_plan
+from domain.services.store import lock_plan
 
 BATCH = 2_000
 
@@ -34,19 +36,48 @@ class ImportReport:
 
 
 def import_members(
-    session: Session, rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport
+    engine: Engine, rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport
 ) -> None:
-    """Enrol validated rows in batches; a row given as a string is a parse error for its line."""
+    """Enrol validated rows, one transaction per batch, so a large file commits as it goes and
+    memory stays flat; a row given as a string is a parse error for its line."""
     for batch in _batches(rows, BATCH):
-        good: list[tuple[int, Enrolment]] = []
-        for line, row in batch:
-            if isinstance(row, str):
-                report.refused.append((line, row))
-            elif refusal := join_refusal(get_plan(row.plan), row):
-                report.refused.append((line, refusal))
-            else:
-                good.append((line, row))
-        _insert_batch(session, good, report)
+        with transaction(engine) as session:
+            import_batch(session, batch, report)
+
+
+def import_batch(
+    session: Session, batch: list[tuple[int, Enrolment | str]], report: ImportReport
+) -> None:
+    for plan in sorted({row.plan for _, row in batch if not isinstance(row, str)}):
+        lock_plan(session, plan, shared=True)
+    fixed = published_cutoffs(session)
+    good: list[tuple[int, Enrolment]] = []
+    for line, row in batch:
+        if isinstance(row, str):
+            report.refused.append((line, row))
+        elif refusal := join_refusal(get_plan(row.plan), row):
+            report.refused.append((line, refusal))
+        elif row.plan in fixed and row.joined_at <= fixed[row.plan]:
+            report.refused.append(
+                (
+                    line,
+                    f"joined_at is before {fixed[row.plan].isoformat()}, the cut-off of "
+                    "a published cycle, whose members are fixed",
+                )
+            )
+        else:
+            good.append((line, row))
+    _insert_batch(session, good, report)
+
+
+def published_cutoffs(session: Session) -> dict[str, datetime]:
+    """Each plan's latest cut-off whose members are fixed (its cycle is announced or later)."""
+    rows = session.exec(
+        select(SharingCycle.plan, func.max(SharingCycle.cutoff_at))
+        .where(SharingCycle.status != CycleStatus.OPEN)
+        .group_by(SharingCycle.plan)
+    ).all()
+    return {plan: cutoff for plan, cutoff in rows}
 
 
 def _insert_batch(
@@ -57,15 +88,14 @@ def _insert_batch(
     # A payer may be enrolled in the same file, just before their family: insert in rounds,
     # each round the rows whose payer is now known.
     while pending:
-        ready = [
-            (line, row) for line, row in pending if not row.payer_ref or row.payer_ref in payers
-        ]
+        ready = [(n, row) for n, row in pending if not row.payer_ref or row.payer_ref in payers]
         if not ready:
             break
         session.exec(insert(Member), params=[_member_values(row, payers) for _, row in ready])
         session.flush()
         report.imported += len(ready)
-        pending = [(line, row) for line, row in pending if (line, row) not in ready]
+        done = {line for line, _ in ready}
+        pending = [(line, row) for line, row in pending if line not in done]
         payers |= _payer_ids(session, {row.payer_ref for _, row in pending if row.payer_ref})
     for line, row in pending:
         report.refused.append((line, f"payer {row.payer_ref} is not a member (enrol them first)"))
@@ -105,18 +135,16 @@ def _member_values(row: Enrolment, payers: dict[str, int]) -> dict:
         "province": row.province,
         "joined_at": row.joined_at,
         "payer_id": payers.get(row.payer_ref) if row.payer_ref else None,
-        "health_declaration_passed": True,
-        "credit_assessment_passed": True,
     }
 
 
 def _payer_ids(session: Session, refs: set[str]) -> dict[str, int]:
-    """Member ids of the payers; a payer pays for family in any plan, so any of their rows do."""
+    """Member ids of the payers still in a plan; a payer pays for family in any plan."""
     if not refs:
         return {}
     rows = session.exec(
         select(Member.member_ref, func.min(Member.id))
-        .where(col(Member.member_ref).in_(refs))
+        .where(col(Member.member_ref).in_(refs), col(Member.exited_at).is_(None))
         .group_by(Member.member_ref)
     ).all()
     return {ref: member_id for ref, member_id in rows}
@@ -129,7 +157,10 @@ def _batches(rows: Iterable, size: int) -> Iterator[list]:
 
 
 def exit_member(session: Session, plan: str, member_ref: str, at: datetime) -> Member:
-    """Voluntary exit: no refund; a member leaving after a cut-off still pays that cycle."""
+    """Voluntary exit, effective at 00:00 the next day: no refund, and a member who leaves on
+    an announcement day (or later) still shares in that cycle."""
+    lock_plan(session, plan, shared=True)
+    effective = start_of_day(local_date(at) + timedelta(days=1))
     member = session.exec(
         select(Member).where(Member.plan == plan, Member.member_ref == member_ref).with_for_update()
     ).first()
@@ -140,18 +171,14 @@ def exit_member(session: Session, plan: str, member_ref: str, at: datetime) -> M
     ).one()
     if refusal := exit_refusal(member.exited_at, dependants):
         raise ValueError(f"{member_ref} cannot leave {plan}: {refusal}")
-    published = session.exec(
-        select(func.max(SharingCycle.cutoff_at)).where(
-            SharingCycle.plan == plan, SharingCycle.status != "open"
-        )
-    ).one()
-    if published is not None and at < published:
-        # Who shares in a published cycle is fixed; an exit cannot be dated before its cut-off.
+    published = published_cutoffs(session).get(plan)
+    if published is not None and effective <= published:
+        # Who shares in a published cycle is fixed; an exit cannot take effect before its cut-off.
         raise ValueError(
             f"{member_ref} cannot leave {plan} before {published.isoformat()}, "
             "the cut-off of a published cycle"
         )
-    member.exited_at = at
+    member.exited_at = effective
     member.exit_reason = ExitReason.VOLUNTARY
     session.add(member)
     return member

@@ -1,8 +1,9 @@
 """Small storage helpers shared by the services: locked loads and insert-if-absent."""
 
+import zlib
 from typing import TypeVar
 
-from sqlalchemy import Insert
+from sqlalchemy import Insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
@@ -19,4 +20,21 @@ def load_for_update(session: Session, model: type[Row], key: object) -> Row | No
     """The row, locked for this transaction (row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE
     already holds the database write lock)."""
     primary_key = model.__table__.primary_key.columns.values()[0]  # type: ignore[attr-defined]
-    return session.exec(select(model).where(primary_key == key).with_for_update()).first()
+    # populate_existing: a row already in the session must be re-read once the lock is held,
+    # or a second close waiting on the lock would still see the status it read before.
+    query = select(model).where(primary_key == key).with_for_update()
+    return session.exec(query.execution_options(populate_existing=True)).first()
+
+
+def lock_plan(session: Session, plan: str, shared: bool) -> None:
+    """Serialise membership changes against publishing and closing a plan's cycle.
+
+    Imports and exits take the plan's lock shared (they run side by side); publish and close
+    take it alone, so the set of members at a cut-off cannot change while it is being frozen.
+    On SQLite, BEGIN IMMEDIATE already lets one writer in at a time.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    key = zlib.crc32(f"huzhu-plan:{plan}".encode())
+    session.execute(text(f"SELECT {function}(:key)"), {"key": key})

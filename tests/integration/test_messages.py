@@ -5,16 +5,14 @@ import json
 
 from broker.database import engine
 from broker.submit import submit_claim
-from domain.db import transaction
 from domain.services import members as member_service
 from tests.integration.scenario import CLAIMS, membership
 
 
 def test_claim_messages_carry_only_ids(sqlite_stack):
-    with transaction(engine()) as session:
-        member_service.import_members(
-            session, enumerate(membership(10, 2), start=2), member_service.ImportReport()
-        )
+    member_service.import_members(
+        engine(), enumerate(membership(10, 2), start=2), member_service.ImportReport()
+    )
     for line in CLAIMS:
         submit_claim(line)
     # No worker runs: the messages wait in the file queue, exactly as sent.

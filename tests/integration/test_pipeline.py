@@ -26,8 +26,7 @@ from tests.integration.support import huzhu, wait_until
 
 def enrol(rows) -> None:
     report = member_service.ImportReport()
-    with transaction(engine()) as session:
-        member_service.import_members(session, enumerate(rows, start=2), report)
+    member_service.import_members(engine(), enumerate(rows, start=2), report)
     assert report.refused == []
 
 

@@ -25,8 +25,7 @@ NOW = datetime.now(UTC)
 def prepare_announced_cycle(critical: int = 120) -> list[int]:
     """Members, claims decided by the rules, and a published cycle; no worker involved."""
     report = member_service.ImportReport()
-    with transaction(engine()) as session:
-        member_service.import_members(session, enumerate(membership(critical), start=2), report)
+    member_service.import_members(engine(), enumerate(membership(critical), start=2), report)
     claim_ids = []
     for line in CLAIMS:
         with transaction(engine()) as session:
@@ -108,10 +107,10 @@ def test_every_task_delivered_again_changes_nothing(stack):
 
 
 def test_steps_arriving_out_of_order_wait_for_their_turn(stack):
+    member_service.import_members(
+        engine(), enumerate(membership(10, 0), start=2), member_service.ImportReport()
+    )
     with transaction(engine()) as session:
-        member_service.import_members(
-            session, enumerate(membership(10, 0), start=2), member_service.ImportReport()
-        )
         claim_id, _ = claim_service.record_submission(session, CLAIMS[0], NOW)
     claim_tasks.announce_claim(claim_id)
     claim_tasks.review_claim(claim_id)
