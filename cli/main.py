@@ -49,6 +49,7 @@ app.add_typer(claims_app, name="claims")
 app.add_typer(cycle_app, name="cycle")
 
 MEMBER_COLUMNS = ["member_ref", "plan", "birth_date", "sex", "province", "joined_at"]
+OPTIONAL_COLUMNS = ["payer_ref", "name", "health_declaration", "credit_assessment"]
 PlanOption = Annotated[str, typer.Option("--plan", help="Plan code, e.g. critical-illness.")]
 AtOption = Annotated[str, typer.Option("--at", help="The clock of the run, ISO 8601 with offset.")]
 WaitOption = Annotated[
@@ -104,11 +105,17 @@ def members_import(
         total = max(sum(1 for _ in handle) - 1, 0)
     with file.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in MEMBER_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
+        header = reader.fieldnames or []
+        missing = [c for c in MEMBER_COLUMNS if c not in header]
+        unknown = [c for c in header if c not in MEMBER_COLUMNS + OPTIONAL_COLUMNS]
+        if missing or unknown:
             fail(
-                f"{file} lacks the column(s) {', '.join(missing)}",
-                "the header must hold: " + ",".join(MEMBER_COLUMNS),
+                f"{file}: missing column(s) {', '.join(missing) or '-'}; "
+                f"unknown column(s) {', '.join(unknown) or '-'}",
+                "the header holds "
+                + ",".join(MEMBER_COLUMNS)
+                + " and may add "
+                + ",".join(OPTIONAL_COLUMNS),
             )
         with progress(as_json) as bar:
             task = bar.add_task("importing members", total=total)
@@ -130,6 +137,8 @@ def members_import(
 
 def _enrolment(line: int, row: dict, bar, task) -> tuple[int, Enrolment | str]:
     bar.advance(task)
+    if None in row:  # csv puts the fields beyond the header under the key None
+        return line, "more fields than the header has columns"
     try:
         return line, Enrolment.model_validate({k: v for k, v in row.items() if k and v != ""})
     except ValidationError as error:
@@ -166,21 +175,38 @@ def claims_submit(
     worker; the same submission_id twice makes one claim."""
     if not file.is_file():
         fail(f"{file} is not a file", "give the path of a .jsonl file")
-    lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    created = 0
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        fail(f"{file} is not UTF-8 (byte {error.start})", "save the claims file as UTF-8")
+    # Only a newline ends a line: JSON strings may hold U+2028 and other separators.
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    repeated = []
     with progress(as_json) as bar:
         task = bar.add_task("submitting claims", total=len(lines))
-        for line in lines:
-            created += submit_claim(line).created
+        for number, line in lines:
+            if not submit_claim(line).created:
+                repeated.append(number)
             bar.advance(task)
-    result = {"submitted": len(lines), "new_claims": created, "already_known": len(lines) - created}
+    created = len(lines) - len(repeated)
     if as_json:
-        print_json(result)
-    else:
+        print_json(
+            {
+                "submitted": len(lines),
+                "new_claims": created,
+                "already_known": len(repeated),
+                "already_known_lines": repeated,
+            }
+        )
+        return
+    console.print(
+        f"submitted {len(lines)} line(s): {created} new claim(s). Workers take it from here; "
+        "follow one with `huzhu claims show SUBMISSION_ID`."
+    )
+    if repeated:
         console.print(
-            f"submitted {len(lines)} line(s): {created} new claim(s), "
-            f"{len(lines) - created} already known. Workers take it from here; "
-            "follow one with `huzhu claims show SUBMISSION_ID`."
+            f"line(s) {', '.join(map(str, repeated))} repeat a submission already received: the "
+            "first one stands. Send a correction under a new submission_id."
         )
 
 

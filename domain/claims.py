@@ -6,7 +6,15 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
 
 from domain.calendar import age_on, local_date
 from domain.illnesses import Catalog, normalise_icd10
@@ -64,7 +72,16 @@ def check_transition(current: str, target: State) -> None:
         raise IllegalTransition(f"a claim cannot go from {current} to {target}")
 
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+def printable(value: str) -> str:
+    """Refuse control characters: never part of a real id, name or place, and PostgreSQL
+    cannot store NUL at all."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("contains control characters")
+    return value
+
+
+PRINTABLE = AfterValidator(printable)
+Text = Annotated[str, Field(min_length=1, max_length=200), PRINTABLE]
 
 
 class Submission(BaseModel):
@@ -72,8 +89,8 @@ class Submission(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    submission_id: Annotated[str, Field(min_length=1, max_length=128)]
-    member_ref: Annotated[str, Field(min_length=1, max_length=64)]
+    submission_id: Annotated[str, Field(min_length=1, max_length=128), PRINTABLE]
+    member_ref: Annotated[str, Field(min_length=1, max_length=64), PRINTABLE]
     plan: str
     icd10: str
     diagnosed_on: date

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from domain.calendar import local_date
+from domain.claims import PRINTABLE
 from domain.plans import Plan, load_plans
 
 
@@ -20,16 +21,16 @@ class ExitReason(StrEnum):
 class Enrolment(BaseModel):
     """One member as an operator imports them (one CSV row)."""
 
-    model_config = ConfigDict(str_strip_whitespace=True)
+    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    member_ref: Annotated[str, Field(min_length=1, max_length=64)]
+    member_ref: Annotated[str, Field(min_length=1, max_length=64), PRINTABLE]
     plan: str
     birth_date: date
     sex: Literal["M", "F"]
-    province: Annotated[str, Field(min_length=1, max_length=32)]
+    province: Annotated[str, Field(min_length=1, max_length=32), PRINTABLE]
     joined_at: AwareDatetime
-    payer_ref: Annotated[str, Field(max_length=64)] | None = None
-    name: Annotated[str, Field(max_length=100)] | None = None
+    payer_ref: Annotated[str, Field(max_length=64), PRINTABLE] | None = None
+    name: Annotated[str, Field(max_length=100), PRINTABLE] | None = None
     health_declaration: Literal["passed", "failed"] = "passed"
     credit_assessment: Literal["passed", "failed"] = "passed"
 

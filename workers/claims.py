@@ -1,13 +1,21 @@
 """The claim chain: accept_claim | review_claim | announce_claim (intake, review, announce)."""
 
+from celery import Task
+
 from broker.app import app
 from domain.claims import State
 from domain.services import claims
 from workers.base import log, now, task_options, unit_of_work
 
 
-def _guarded(claim_id: int, expected: State) -> bool:
-    """Count this run; a step that keeps dying on a claim stops and waits for a person."""
+def _guarded(task: Task, claim_id: int, expected: State) -> bool:
+    """Count this delivery; a step that keeps dying on a claim stops and waits for a person.
+
+    Celery's own retries of a transient error (a lock time-out) are not counted: only
+    deliveries are, which is what a worker killed mid-step leaves behind.
+    """
+    if task.request.retries:
+        return True
     with unit_of_work() as session:
         allowed = claims.count_attempt(session, claim_id, expected, now())
     if not allowed:
@@ -15,18 +23,18 @@ def _guarded(claim_id: int, expected: State) -> bool:
     return allowed
 
 
-@app.task(**task_options("accept_claim"))
-def accept_claim(claim_id: int) -> int:
-    if _guarded(claim_id, State.RECEIVED):
+@app.task(bind=True, **task_options("accept_claim"))
+def accept_claim(self: Task, claim_id: int) -> int:
+    if _guarded(self, claim_id, State.RECEIVED):
         with unit_of_work() as session:
             claim = claims.accept(session, claim_id, now())
             log.info("claim %s accepted: %s", claim_id, claim.state)
     return claim_id
 
 
-@app.task(**task_options("review_claim"))
-def review_claim(claim_id: int) -> int:
-    if _guarded(claim_id, State.UNDER_REVIEW):
+@app.task(bind=True, **task_options("review_claim"))
+def review_claim(self: Task, claim_id: int) -> int:
+    if _guarded(self, claim_id, State.UNDER_REVIEW):
         with unit_of_work() as session:
             claim = claims.review_claim(session, claim_id, now())
             log.info("claim %s reviewed: %s %s", claim_id, claim.state, claim.reason_code or "")

@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 
 from broker.app import app
 from broker.settings import get_settings
-from domain.models import SharingCycle
+from domain.models import ChargeChunk, SharingCycle
 from domain.services import cycles
 from workers.base import log, now, task_options, unit_of_work
 
@@ -25,10 +25,14 @@ def publish_announcements(plan: str, at: str | None = None) -> int:
 
 
 @app.task(**task_options("close_cycle"))
-def close_cycle(plan: str, at: str | None = None) -> int:
+def close_cycle(plan: str, at: str | None = None) -> int | None:
     """Freeze the cycle's figures once, then send every chunk that has not recorded itself."""
-    with unit_of_work() as session:
-        cycle = cycles.begin_close(session, plan, _moment(at), get_settings().chunk_size)
+    try:
+        with unit_of_work() as session:
+            cycle = cycles.begin_close(session, plan, _moment(at), get_settings().chunk_size)
+    except cycles.NothingToClose as nothing:
+        log.info("%s", nothing)  # a beat with nothing due, or a close redelivered days later
+        return None
     log.info("cycle %s of %s: %s", cycle.id, plan, cycle.status)
     dispatch_chunks(cycle.id)
     return cycle.id
@@ -53,7 +57,11 @@ def charge_chunk(cycle_id: int, chunk_no: int) -> int:
         with unit_of_work() as session:
             cycles.charge_chunk(session, cycle_id, chunk_no, now())
     except IntegrityError:
-        # Another run of the same chunk committed first; its rows stand, ours roll back.
+        # Another run of the same chunk may have committed first: its rows stand, ours roll
+        # back. Anything else breaking a key is a real fault and is raised.
+        with unit_of_work() as session:
+            if session.get(ChargeChunk, (cycle_id, chunk_no)) is None:
+                raise
         log.warning("cycle %s chunk %s: already charged by a concurrent run", cycle_id, chunk_no)
     _finalise(cycle_id)
     return cycle_id

@@ -24,11 +24,14 @@ def redrive_stuck() -> int:
     before = now() - timedelta(seconds=get_settings().stuck_after_seconds)
     with unit_of_work() as session:
         stuck = claims.stuck_claims(session, before)
-        closing = cycles.closing_cycle_ids(session)
+        closing = cycles.stalled_closing_cycles(session, before)
     for claim_id, state in stuck:
         claim_chain(claim_id, start=RESUME_AT[state]).apply_async()
     for cycle_id in closing:
-        dispatch_chunks(cycle_id)
+        try:
+            dispatch_chunks(cycle_id)
+        except Exception:  # one broken cycle must not stop the sweep of the others
+            log.exception("cycle %s: could not resume its close", cycle_id)
     if stuck or closing:
         log.warning("re-drove %s claims and %s closing cycles", len(stuck), len(closing))
     return len(stuck)

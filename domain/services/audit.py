@@ -5,10 +5,12 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, col, func, select
 
 from domain.claims import State
-from domain.models import Charge, Claim, LedgerEntry, SharingCycle
+from domain.models import Charge, Claim, LedgerEntry, Member, SharingCycle
 from domain.money import apply_rate
 from domain.plans import get_plan
 from domain.services.cycles import CycleStatus, ledger_movements
+from domain.services.members import shares_at
+from domain.sharing import compute_share
 
 
 @dataclass
@@ -22,18 +24,20 @@ class CycleAudit:
 @dataclass
 class AuditReport:
     cycles: list[CycleAudit]
+    general: list[str] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
-        return all(not c.problems for c in self.cycles)
+        return not self.problems
 
     @property
     def problems(self) -> list[str]:
-        return [
+        per_cycle = [
             f"{c.plan} cycle {c.cycle_id} ({c.announce_on}): {p}"
             for c in self.cycles
             for p in c.problems
         ]
+        return self.general + per_cycle
 
 
 def audit(session: Session) -> AuditReport:
@@ -43,13 +47,24 @@ def audit(session: Session) -> AuditReport:
         .order_by(col(SharingCycle.plan), col(SharingCycle.announce_on))
     ).all()
     surplus_by_plan: dict[str, int] = {}
-    report = AuditReport([])
+    report = AuditReport([], _members_paid_twice(session))
     for cycle in cycles:
         result = CycleAudit(cycle.plan, cycle.id, str(cycle.announce_on))
         result.problems = _check_cycle(session, cycle, surplus_by_plan.get(cycle.plan, 0))
         surplus_by_plan[cycle.plan] = cycle.surplus_out_fen
         report.cycles.append(result)
     return report
+
+
+def _members_paid_twice(session: Session) -> list[str]:
+    """One payout per member per plan: any member with two settled or paid claims."""
+    rows = session.exec(
+        select(Claim.plan, Claim.member_id, func.count())
+        .where(col(Claim.state).in_([State.SETTLED, State.PAID]))
+        .group_by(Claim.plan, Claim.member_id)
+        .having(func.count() > 1)
+    ).all()
+    return [f"{plan}: member id {member} has {n} settled claims" for plan, member, n in rows]
 
 
 def _check_cycle(session: Session, cycle: SharingCycle, surplus_carried: int) -> list[str]:
@@ -65,6 +80,21 @@ def _check_cycle(session: Session, cycle: SharingCycle, surplus_carried: int) ->
             Claim.cycle_id == cycle.id, col(Claim.state).in_([State.SETTLED, State.PAID])
         )
     ).all()
+    sharing = session.exec(
+        select(func.count()).where(
+            Member.plan == cycle.plan,
+            shares_at(cycle.cutoff_at),
+            col(Member.id).between(cycle.first_member_id, cycle.last_member_id),
+        )
+    ).one()
+    expect("members at the cut-off", cycle.sharing_members, sharing)
+    # The share itself, recomputed by the same pure formula from the rows.
+    figures = compute_share(
+        list(amounts), sharing, surplus_carried, plan.fee_rate_bp, plan.per_patient_cap_fen
+    )
+    expect("share", cycle.share_fen, figures.share_fen)
+    expect("surplus carried out", cycle.surplus_out_fen, figures.surplus_out_fen)
+    expect("per-patient-cap subsidy", cycle.cap_subsidy_fen, figures.cap_subsidy_fen)
     expect("cases", cycle.cases, len(amounts))
     expect("aid", cycle.aid_fen, sum(amounts))
     expect("fee", cycle.fee_fen, sum(apply_rate(a, plan.fee_rate_bp) for a in amounts))

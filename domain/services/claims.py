@@ -47,7 +47,12 @@ def submission_key(raw: str) -> str:
 
 
 def record_submission(session: Session, raw: str, now: datetime) -> tuple[int, bool]:
-    """Store a submission as a received claim; returns (claim id, whether it is new)."""
+    """Store a submission as a received claim; returns (claim id, whether it is new).
+
+    A raw NUL (which no valid JSON holds, and PostgreSQL cannot store) is kept as its escape,
+    so the line is stored and rejected as malformed rather than lost.
+    """
+    raw = raw.replace("\x00", "\\u0000")
     key = submission_key(raw)
     new_id = (
         session.connection()

@@ -7,7 +7,7 @@ with its own 'done' row, and `finalise` books the cycle when every chunk has rec
 
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, case, literal, update
+from sqlalchemy import ColumnElement, case, literal, or_, update
 from sqlmodel import Session, col, func, insert, select
 
 from domain.calendar import (
@@ -398,10 +398,25 @@ def _plan_shares_in_year(session: Session, plan_code: str, year: int) -> int:
     ).one()
 
 
-def closing_cycle_ids(session: Session) -> list[int]:
+def stalled_closing_cycles(session: Session, before: datetime) -> list[int]:
+    """Closing cycles with no progress since `before`: their chunk messages may be lost.
+
+    A close still making progress is left alone, so the sweep does not flood the queue.
+    """
+    last_done = (
+        select(ChargeChunk.cycle_id, func.max(ChargeChunk.done_at).label("last"))
+        .group_by(ChargeChunk.cycle_id)
+        .subquery()
+    )
     return list(
         session.exec(
-            select(SharingCycle.id).where(SharingCycle.status == CycleStatus.CLOSING)
+            select(SharingCycle.id)
+            .outerjoin(last_done, last_done.c.cycle_id == SharingCycle.id)
+            .where(
+                SharingCycle.status == CycleStatus.CLOSING,
+                col(SharingCycle.closing_at) < before,
+                or_(last_done.c.last.is_(None), last_done.c.last < before),
+            )
         ).all()
     )
 

@@ -47,7 +47,12 @@ def test_claims_flow_through_a_real_worker_to_a_balanced_closed_cycle(stack, wor
     claims_file.write_text("\n".join(CLAIMS) + "\n", encoding="utf-8")
 
     submitted = json.loads(huzhu(stack, "claims", "submit", str(claims_file), "--json").stdout)
-    assert submitted == {"submitted": 9, "new_claims": 8, "already_known": 1}
+    assert submitted == {
+        "submitted": 9,
+        "new_claims": 8,
+        "already_known": 1,
+        "already_known_lines": [3],
+    }
 
     states = wait_until(all_resting, 60, "every claim resting")
     for submission_id, expected in EXPECTED_STATES.items():
