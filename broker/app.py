@@ -45,6 +45,8 @@ def configure(app: Celery, settings: Settings) -> None:
     app.conf.update(
         broker_url=settings.broker,
         broker_transport_options=transport,
+        # Not a documented setting, but Celery's maintainers ask for it beside the transport
+        # option when the timeout seems ignored (celery#7651, #9339); harmless otherwise.
         visibility_timeout=settings.visibility_timeout,
         broker_connection_retry_on_startup=True,
         # At least once: a task that dies is run again, so every task is idempotent.

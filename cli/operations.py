@@ -12,13 +12,11 @@ from broker.database import engine
 from broker.submit import send_step
 from cli.output import progress, wait_for
 from domain.calendar import announcement_day_on_or_before, local_date
-from domain.claims import State
+from domain.claims import WORKING
 from domain.db import transaction
 from domain.models import SharingCycle
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
-
-WORKING = (State.RECEIVED, State.UNDER_REVIEW, State.APPROVED)
 
 
 def publish_and_wait(plan: str, moment: datetime, timeout: float) -> SharingCycle:

@@ -56,11 +56,6 @@ def charge_day(announcement_day: date) -> date:
     return announcement_day + CHARGE_DELAY
 
 
-def next_charge_day(after: date) -> date:
-    """The charge day of the cycle after the one announced on or before `after`."""
-    return charge_day(next_announcement_day(after))
-
-
 def age_on(birth_date: date, day: date) -> int:
     """Completed years of age on `day` (a 29 February birthday counts from 1 March)."""
     years = day.year - birth_date.year

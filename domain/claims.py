@@ -42,8 +42,8 @@ TRANSITIONS: dict[State, set[State]] = {
     State.ANNOUNCED: {State.SETTLED},
     State.SETTLED: {State.PAID},
 }
-# States a claim may rest in for good (or until an operator acts).
-RESTING = {State.REJECTED, State.NEEDS_REVIEW, State.SCHEDULED, State.SETTLED, State.PAID}
+# States a worker is about to move a claim out of; a claim idle in one has lost its message.
+WORKING = (State.RECEIVED, State.UNDER_REVIEW, State.APPROVED)
 # A claim in one of these will be (or was) paid: one per member per plan, whatever the order.
 PAYABLE = {State.APPROVED, State.SCHEDULED, State.ANNOUNCED, State.SETTLED, State.PAID}
 # Not decided yet: an earlier one of these blocks a later claim of the same member.

@@ -31,10 +31,6 @@ class NamedKind:
     name_en: str
     icd10: tuple[str, ...]
 
-    def covers(self, code: str) -> bool:
-        normal = normalise_icd10(code)
-        return normal is not None and any(_holds(item, normal) for item in self.icd10)
-
 
 @dataclass(frozen=True)
 class Illness:
@@ -46,10 +42,6 @@ class Illness:
     decided_by: str
     icd10: tuple[str, ...]
     named: tuple[NamedKind, ...] = ()
-
-    def covers(self, code: str) -> bool:
-        normal = normalise_icd10(code)
-        return normal is not None and any(_holds(item, normal) for item in self.icd10)
 
 
 @dataclass(frozen=True)

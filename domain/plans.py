@@ -6,10 +6,10 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from domain.calendar import add_years, age_on, local_date
+from domain.calendar import age_on, local_date
+from domain.illnesses import SEVERITIES
 
 PLANS_FILE = Path(__file__).parent / "data" / "plans.toml"
-SEVERITIES = ("severe", "mild")
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,6 @@ class Plan:
             birth_date, on
         ) >= self.min_join_age_years
         return old_enough and age_on(birth_date, on) <= self.max_join_age_years
-
-    def exit_birthday(self, birth_date: date) -> date:
-        """The birthday on which membership ends by age."""
-        return add_years(birth_date, self.exit_age_years)
 
     def waiting_period_ends(self, joined_at: datetime) -> date:
         """Last day of the waiting period, counted from 00:00 the day after joining (day N in)."""

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, func, select
 from domain.claims import (
     PAYABLE,
     UNDECIDED,
+    WORKING,
     MemberFacts,
     Reason,
     State,
@@ -300,10 +301,9 @@ def _member_facts(session: Session, member: Member, claim: Claim) -> MemberFacts
 
 def stuck_claims(session: Session, before: datetime, limit: int = 1000) -> list[tuple[int, str]]:
     """Claims in a working state not touched since `before`: their message may have been lost."""
-    working = [State.RECEIVED, State.UNDER_REVIEW, State.APPROVED]
     rows = session.exec(
         select(Claim.id, Claim.state)
-        .where(col(Claim.state).in_(working), col(Claim.updated_at) < before)
+        .where(col(Claim.state).in_(WORKING), col(Claim.updated_at) < before)
         # A claim whose step keeps failing waits for a person, not for another round.
         .where(col(Claim.attempts) <= MAX_ATTEMPTS)
         .order_by(col(Claim.id))

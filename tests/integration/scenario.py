@@ -83,3 +83,4 @@ EXPECTED_STATES = {
     "uncovered-1": ("rejected", "not_covered", None),
     "malformed-1": ("rejected", "malformed", None),
 }
+NOW_UTC = datetime.now(UTC)

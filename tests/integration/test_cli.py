@@ -163,3 +163,16 @@ def test_members_leave_after_their_family_and_never_before_a_published_cut_off(
     )
     assert backdated.returncode == 1 and "cut-off of a published cycle" in backdated.stderr
     huzhu(sqlite_stack, "members", "exit", "P1", "--plan", CRITICAL, "--at", CLOSE_AT.isoformat())
+
+
+def test_a_misspelt_column_is_refused_rather_than_guessed(sqlite_stack, tmp_path):
+    csv_file = tmp_path / "typo.csv"
+    csv_file.write_text(
+        "member_ref,plan,birth_date,sex,province,joined_at,helth_declaration\n"
+        "A1,critical-illness,1990-01-01,F,广东,2026-01-05T10:00:00+08:00,failed\n",
+        encoding="utf-8",
+    )
+    result = huzhu(sqlite_stack, "members", "import", str(csv_file), check=False)
+    assert result.returncode == 1
+    assert "unknown column(s) helth_declaration" in result.stderr
+    assert "health_declaration" in result.stderr  # the hint lists the right name

@@ -7,7 +7,7 @@ from sqlmodel import func, select
 
 from broker.database import engine
 from domain.calendar import SHANGHAI
-from domain.claims import RESTING
+from domain.claims import WORKING
 from domain.db import transaction
 from domain.models import Charge, Claim, LedgerEntry, Member
 from domain.services import members as member_service
@@ -38,7 +38,9 @@ def claim_states() -> dict[str, tuple[str, str | None, int | None]]:
 
 def all_resting() -> dict | None:
     states = claim_states()
-    return states if states and all(state in RESTING for state, _, _ in states.values()) else None
+    return (
+        states if states and all(state not in WORKING for state, _, _ in states.values()) else None
+    )
 
 
 def test_claims_flow_through_a_real_worker_to_a_balanced_closed_cycle(stack, worker, tmp_path):

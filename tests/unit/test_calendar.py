@@ -1,10 +1,8 @@
 """The Shanghai sharing calendar: announcement and charge days, local dates and ages."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from domain.calendar import (
     add_years,
@@ -14,7 +12,6 @@ from domain.calendar import (
     is_announcement_day,
     local_date,
     next_announcement_day,
-    next_charge_day,
     start_of_day,
 )
 
@@ -62,21 +59,6 @@ def test_announcement_day_on_or_before_crosses_month_and_year_ends(
 )
 def test_next_announcement_day_is_strictly_later(after: date, announced: date) -> None:
     assert next_announcement_day(after) == announced
-
-
-def test_next_charge_day_follows_the_next_announcement() -> None:
-    assert next_charge_day(date(2026, 12, 21)) == date(2027, 1, 14)
-    assert next_charge_day(date(2026, 3, 6)) == date(2026, 3, 14)
-
-
-@settings(max_examples=200)
-@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)))
-def test_every_day_lies_between_two_consecutive_announcement_days(day: date) -> None:
-    before, after = announcement_day_on_or_before(day), next_announcement_day(day)
-    assert before <= day < after
-    assert is_announcement_day(before) and is_announcement_day(after)
-    assert next_announcement_day(before) == after
-    assert after - before <= timedelta(days=17)
 
 
 def test_start_of_day_is_midnight_in_shanghai_which_is_16_00_utc_the_day_before() -> None:

@@ -81,13 +81,6 @@ def test_senior_cancer_joins_from_60_to_70(senior: Plan, birth: date, accepted: 
     assert senior.can_join_at_age(birth, date(2026, 6, 10)) is accepted
 
 
-def test_exit_birthday_is_the_60th_birthday_and_29_february_falls_to_1_march(
-    critical: Plan, senior: Plan
-) -> None:
-    assert critical.exit_birthday(date(1966, 6, 10)) == date(2026, 6, 10)
-    assert senior.exit_birthday(date(1956, 2, 29)) == date(2027, 3, 1)
-
-
 def test_waiting_period_runs_90_days_from_the_day_after_joining(critical: Plan) -> None:
     joined = datetime(2026, 1, 1, 10, 0, tzinfo=SHANGHAI)
     assert critical.waiting_period_ends(joined) == date(2026, 4, 1)
