@@ -95,11 +95,13 @@ def cycle_table(figures: dict[str, Any]) -> Table:
         ["sharing members", f"{figures['sharing_members']:,}"],
         ["cases", figures["cases"]],
     ]
+    # Until the close, the figures are what the announcement expects, not what was charged.
+    expected = " (expected)" if figures["status"] in ("open", "announced") else ""
     for key, label in [
         ("aid_fen", "aid"),
         ("fee_fen", "management fee (8%)"),
         ("surplus_in_fen", "surplus carried in"),
-        ("share_fen", "share per member"),
+        ("share_fen", f"share per member{expected}"),
         ("charged_fen", "charged to members"),
         ("subsidy_fen", "platform subsidy (caps)"),
         ("surplus_out_fen", "surplus carried out"),

@@ -18,7 +18,7 @@ from pydantic import (
 
 from domain.calendar import age_on, local_date
 from domain.illnesses import Catalog, normalise_icd10
-from domain.plans import Plan, load_plans
+from domain.plans import Plan, PlanCode
 
 
 class State(StrEnum):
@@ -91,18 +91,11 @@ class Submission(BaseModel):
 
     submission_id: Annotated[str, Field(min_length=1, max_length=128), PRINTABLE]
     member_ref: Annotated[str, Field(min_length=1, max_length=64), PRINTABLE]
-    plan: str
+    plan: PlanCode
     icd10: str
     diagnosed_on: date
     hospital: Text
     accident: StrictBool
-
-    @field_validator("plan")
-    @classmethod
-    def _known_plan(cls, value: str) -> str:
-        if value not in load_plans():
-            raise ValueError(f"unknown plan; expected one of {', '.join(load_plans())}")
-        return value
 
     @field_validator("icd10")
     @classmethod

@@ -8,7 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from domain.calendar import local_date
 from domain.claims import PRINTABLE
-from domain.plans import Plan, load_plans
+from domain.plans import Plan, PlanCode
 
 
 class ExitReason(StrEnum):
@@ -24,7 +24,7 @@ class Enrolment(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
     member_ref: Annotated[str, Field(min_length=1, max_length=64), PRINTABLE]
-    plan: str
+    plan: PlanCode
     birth_date: date
     sex: Literal["M", "F"]
     province: Annotated[str, Field(min_length=1, max_length=32), PRINTABLE]
@@ -33,13 +33,6 @@ class Enrolment(BaseModel):
     name: Annotated[str, Field(max_length=100), PRINTABLE] | None = None
     health_declaration: Literal["passed", "failed"] = "passed"
     credit_assessment: Literal["passed", "failed"] = "passed"
-
-    @field_validator("plan")
-    @classmethod
-    def _known_plan(cls, value: str) -> str:
-        if value not in load_plans():
-            raise ValueError(f"unknown plan; expected one of {', '.join(load_plans())}")
-        return value
 
     @field_validator("payer_ref", "name")
     @classmethod

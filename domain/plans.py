@@ -5,6 +5,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from domain.calendar import age_on, local_date
 from domain.illnesses import SEVERITIES
@@ -93,6 +96,16 @@ def load_plans() -> dict[str, Plan]:
     raw = tomllib.loads(PLANS_FILE.read_text(encoding="utf-8"))
     plans = [parse_plan(entry) for entry in raw["plan"]]
     return {plan.code: plan for plan in plans}
+
+
+def known_plan(code: str) -> str:
+    if code not in load_plans():
+        raise ValueError(f"unknown plan; expected one of {', '.join(load_plans())}")
+    return code
+
+
+# A plan code in a submission or an enrolment row, checked against plans.toml.
+PlanCode = Annotated[str, AfterValidator(known_plan)]
 
 
 def get_plan(code: str) -> Plan:
