@@ -160,6 +160,11 @@ def _print(result: dict, keep: Path | None) -> None:
         )
     for figures in result["cycles"]:
         console.print(cycle_table(figures))
+        if figures["subsidy_fen"]:
+            console.print(
+                f"  a small pool: each of its {figures['sharing_members']:,} members gives at most "
+                "the per-patient cap for each case; the platform covers the rest"
+            )
     audit = result["audit"]
     verdict = "[green]balanced to the fen[/]" if audit["balanced"] else "[red]NOT balanced[/]"
     console.print(f"audit: {verdict}; demo took {result['seconds']} s")
