@@ -3,6 +3,7 @@
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import beat_init, before_task_publish, worker_init, worker_process_init
+from kombu import pools
 
 from broker.database import forget_engine
 from broker.settings import Settings, get_settings, use_settings
@@ -18,6 +19,12 @@ ROUTES = {
     "huzhu.close_cycle": {"queue": "cycle"},
     "huzhu.charge_chunk": {"queue": "cycle"},
     "huzhu.redrive_stuck": {"queue": "cycle"},
+    "huzhu.collect_debits": {"queue": "payments"},
+    "huzhu.debit_batch": {"queue": "payments"},
+    "huzhu.collect_open_cycles": {"queue": "payments"},
+    "huzhu.pay_out_cycle": {"queue": "payments"},
+    "huzhu.pay_out": {"queue": "payments"},
+    "huzhu.pay_pending": {"queue": "payments"},
 }
 
 
@@ -25,6 +32,12 @@ def beat_schedule() -> dict:
     """Publish on the 7th and 21st, close on the 14th and 28th, at 00:00 Shanghai, per plan."""
     schedule = {
         "redrive-stuck": {"task": "huzhu.redrive_stuck", "schedule": 300.0},
+        # Failed debits are retried daily until two days before the next charge day.
+        "collect-open-cycles": {
+            "task": "huzhu.collect_open_cycles",
+            "schedule": crontab(minute=0, hour=2),
+        },
+        "pay-pending": {"task": "huzhu.pay_pending", "schedule": 600.0},
     }
     for plan in load_plans():
         schedule[f"publish-{plan}"] = {
@@ -85,11 +98,10 @@ def reconfigure(settings: Settings) -> None:
     configure(app, settings)
     forget_engine()
     # The connection and producer pools were made for the old broker; Celery offers no public
-    # reset, so drop them the way its own after-fork hook does.
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # reset, so drop them the way its own after-fork hook does, and kombu's shared registry too.
     app._pool = None
     app.amqp._producer_pool = None
+    pools.reset()
 
 
 @worker_process_init.connect

@@ -22,6 +22,14 @@ class Settings(BaseSettings):
     task_time_limit: int = 600
     # How long a claim may sit in an intermediate state before the sweep sends its step again.
     stuck_after_seconds: int = 600
+    # The hospital's FHIR R4 API and the payment provider; empty: the in-process sandboxes.
+    hospital_url: str = ""
+    payments_url: str = ""
+    # Seconds for one HTTP request; attempts per call (transport errors and 5xx are retried).
+    http_timeout: float = 5.0
+    http_attempts: int = 3
+    # Payer accounts per debit request (each request carries their members' charges).
+    debit_batch_size: int = 1000
 
     @property
     def database(self) -> str:

@@ -1,5 +1,7 @@
 """`huzhu demo`: a whole cycle on the embedded default, from enrolment to balanced books."""
 
+import asyncio
+import random
 import shutil
 import tempfile
 import time
@@ -11,10 +13,17 @@ import typer
 
 from broker.app import reconfigure
 from broker.database import engine, upgrade
+from broker.payments import set_failing_accounts
 from broker.settings import Settings
 from broker.submit import send_step, submit_claim
 from cli import synthetic
-from cli.operations import close_and_wait, publish_and_wait, wait_for_claims, worker_in_this_process
+from cli.operations import (
+    close_and_wait,
+    publish_and_wait,
+    wait_for_claims,
+    wait_for_money,
+    worker_in_this_process,
+)
 from cli.output import JSON_OPTION, console, cycle_figures, cycle_table, print_json, progress, table
 from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
 from domain.claims import State
@@ -24,6 +33,7 @@ from domain.plans import load_plans
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import members as member_service
+from domain.services import payments as payment_service
 from domain.services.announcements import announced_cases
 
 TIMEOUT = 120.0
@@ -81,12 +91,15 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
         wait_for_claims(TIMEOUT)
         reviewed = _review_by_hand()
         wait_for_claims(TIMEOUT)
+        refused = _some_accounts_fail(scenario, seed)
         cycles = []
         for plan in load_plans():
             publish_and_wait(plan, start_of_day(announce_on), TIMEOUT)
             closed = close_and_wait(plan, start_of_day(charge_day(announce_on)), TIMEOUT, quiet)
             cycles.append(closed)
+        wait_for_money([c.id for c in cycles], TIMEOUT)
     with transaction(engine()) as session:
+        money = {c.id: payment_service.money_figures(session, c.id) for c in cycles}
         counts = claim_service.counts_by_state(session)
         reasons = claim_service.counts_by_reason(session)
         announcement = {c.plan: announced_cases(session, c) for c in cycles}
@@ -99,9 +112,19 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
         "announcement": {
             plan: [case.__dict__ for case in cases] for plan, cases in announcement.items()
         },
-        "cycles": [cycle_figures(c) for c in cycles],
+        "cycles": [cycle_figures(c, money[c.id]) for c in cycles],
+        "accounts_refusing_debits": refused,
         "audit": {"balanced": books.balanced, "problems": books.problems},
     }
+
+
+def _some_accounts_fail(scenario: synthetic.Scenario, seed: int) -> int:
+    """Tell the sandbox provider to refuse the debits of about 3% of the accounts, so that
+    the demo shows failed debits left as arrears next to the collected ones."""
+    rng = random.Random(seed)
+    refs = [m.member_ref for m in scenario.members if rng.random() < 0.03]
+    asyncio.run(set_failing_accounts(refs))
+    return len(refs)
 
 
 def _review_by_hand() -> list[dict]:

@@ -33,6 +33,7 @@ from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
 from domain.services import members as member_service
+from domain.services import payments as payment_service
 
 app = typer.Typer(
     help="Huzhu (互助): claims and sharing cycles of an online mutual-aid plan.",
@@ -334,7 +335,9 @@ def cycle_show(
 
 
 def _show_cycle(cycle, as_json: bool) -> None:
-    figures = cycle_figures(cycle)
+    with transaction(engine()) as session:
+        money = payment_service.money_figures(session, cycle.id)
+    figures = cycle_figures(cycle, money)
     if as_json:
         print_json(figures)
     else:

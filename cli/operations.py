@@ -1,5 +1,6 @@
 """Operator actions that send work to the fleet and wait for the database to show it done."""
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from domain.db import transaction
 from domain.models import SharingCycle
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
+from domain.services import payments as payment_service
 
 
 def publish_and_wait(plan: str, moment: datetime, timeout: float) -> SharingCycle:
@@ -51,6 +53,16 @@ def close_and_wait(plan: str, moment: datetime, timeout: float, quiet: bool) -> 
         return wait_for(closed, timeout, f"closing {plan} cycle {cycle_id}")
 
 
+def wait_for_money(cycle_ids: list[int], timeout: float) -> None:
+    """Wait until the cycles' debits have answers and their payouts are made."""
+
+    def settled() -> bool | None:
+        with transaction(engine()) as session:
+            return payment_service.money_settled(session, cycle_ids) or None
+
+    wait_for(settled, timeout, "collecting the debits and paying out")
+
+
 def wait_for_claims(timeout: float) -> dict[str, int]:
     """Wait until no claim is in a working state; returns the counts by state."""
 
@@ -70,6 +82,8 @@ def worker_in_this_process() -> Iterator[None]:
     """
     import workers  # noqa: F401  (registers the tasks on the app)
 
+    # A task that fails must say so on the console, not leave the operator waiting in silence.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # A chain's next link is sent through the current app; make it ours in every thread.
     app.finalize()
     app.set_current()

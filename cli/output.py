@@ -69,8 +69,8 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
     )
 
 
-def cycle_figures(cycle: SharingCycle) -> dict[str, Any]:
-    return {
+def cycle_figures(cycle: SharingCycle, money: dict[str, int] | None = None) -> dict[str, Any]:
+    return (money or {}) | {
         "plan": cycle.plan,
         "cycle": cycle.id,
         "announce_on": cycle.announce_on.isoformat(),
@@ -107,4 +107,11 @@ def cycle_table(figures: dict[str, Any]) -> Table:
         ("surplus_out_fen", "surplus carried out"),
     ]:
         rows.append([label, f"{yuan(figures[key])} yuan"])
+    if "collected_fen" in figures:
+        failed, patients = figures["debits_failed"], figures["payouts"]
+        rows += [
+            ["collected", f"{yuan(figures['collected_fen'])} yuan"],
+            ["outstanding", f"{yuan(figures['outstanding_fen'])} yuan ({failed} debits failed)"],
+            ["paid out", f"{yuan(figures['paid_out_fen'])} yuan to {patients} patients"],
+        ]
     return table(f"{figures['plan']} cycle {figures['cycle']}", ["figure", "value"], rows)

@@ -19,6 +19,7 @@ from pydantic import (
 from domain.calendar import age_on, local_date
 from domain.illnesses import Catalog, normalise_icd10
 from domain.plans import Plan, PlanCode
+from domain.records import Evidence, Reply, confirms, undisclosed
 
 
 class State(StrEnum):
@@ -61,6 +62,10 @@ class Reason(StrEnum):
     ALREADY_PAID = "already_paid"
     # A reviewer found the case outside the plan's definition of the illness.
     CRITERIA_NOT_MET = "criteria_not_met"
+    # The hospital's records: no such patient, no such diagnosis, or the illness before joining.
+    NO_HOSPITAL_RECORD = "no_hospital_record"
+    NOT_CONFIRMED_BY_RECORDS = "not_confirmed_by_records"
+    UNDISCLOSED_CONDITION = "undisclosed_condition"
 
 
 class IllegalTransition(ValueError):
@@ -164,8 +169,10 @@ def review(
     member: MemberFacts,
     plan: Plan,
     catalog: Catalog,
+    evidence: Evidence,
 ) -> Decision:
-    """Decide a claim by the plan's rules, or send it to a reviewer when the rules cannot."""
+    """Decide a claim by the plan's rules and the hospital's records, or send it to a reviewer
+    when they cannot decide."""
     if diagnosed_on < local_date(member.joined_at) or (
         member.exited_at is not None and diagnosed_on >= local_date(member.exited_at)
     ):
@@ -189,6 +196,8 @@ def review(
             State.REJECTED, Reason.AGE_OUT_OF_PLAN, f"age {age} at diagnosis is outside the plan"
         )
     decided = Decision(State.APPROVED, amount_fen=amount, illness_code=illness.code)
+    if judged := _judge_records(evidence, icd10, diagnosed_on, decided, member, plan, catalog):
+        return judged
     if diagnosed_on <= plan.waiting_period_ends(member.joined_at):
         if not (accident and plan.accident_exempt):
             return Decision(
@@ -202,6 +211,40 @@ def review(
     if illness.decided_by == "reviewer":
         return _to_reviewer(decided, f"{illness.code}: the definition needs a medical judgement")
     return decided
+
+
+def _judge_records(
+    evidence: Evidence,
+    icd10: str,
+    diagnosed_on: date,
+    decided: Decision,
+    member: MemberFacts,
+    plan: Plan,
+    catalog: Catalog,
+) -> Decision | None:
+    """A decision forced by the hospital's records, or None when they support the claim."""
+    if evidence.reply == Reply.UNKNOWN_PATIENT:
+        return Decision(State.REJECTED, Reason.NO_HOSPITAL_RECORD, "the hospital has no record")
+    if evidence.reply == Reply.UNREADABLE:
+        # Never a silent approval: a person reads what the hospital sent.
+        return _to_reviewer(decided, f"the hospital's reply could not be read: {evidence.detail}")
+    if not confirms(evidence, icd10, diagnosed_on):
+        return Decision(
+            State.REJECTED,
+            Reason.NOT_CONFIRMED_BY_RECORDS,
+            f"the records show no {icd10} diagnosed on {diagnosed_on}",
+            illness_code=decided.illness_code,
+        )
+    assert decided.illness_code is not None
+    joined_on = local_date(member.joined_at)
+    if earlier := undisclosed(evidence, decided.illness_code, plan.code, catalog, joined_on):
+        return Decision(
+            State.REJECTED,
+            Reason.UNDISCLOSED_CONDITION,
+            f"{earlier.icd10} recorded on {earlier.onset}, before joining on {joined_on}",
+            illness_code=decided.illness_code,
+        )
+    return None
 
 
 def _to_reviewer(decided: Decision, why: str) -> Decision:

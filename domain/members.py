@@ -16,6 +16,8 @@ class ExitReason(StrEnum):
     AGE_LIMIT = "age_limit"
     PAID_OUT = "paid_out"  # one payout per member per plan, then the member leaves
     WAITING_PERIOD_ILLNESS = "waiting_period_illness"
+    UNDISCLOSED_CONDITION = "undisclosed_condition"  # a health-declaration breach
+    NON_PAYMENT = "non_payment"  # unpaid in two consecutive cycles
 
 
 class Enrolment(BaseModel):

@@ -159,6 +159,14 @@ class SharingCycle(SQLModel, table=True):
     last_member_id: int = Field(default=0, sa_type=BigInteger)
     chunk_size: int = Field(default=1, sa_type=BigInteger)
     chunks: int = 0
+    # Collection: rounds of debits (1 on the charge day, then retries) until the window closes.
+    collection_round: int = 0
+    collection_round_on: date | None = None
+    retry_until: datetime | None = moment(nullable=True)
+    debit_batch_size: int = Field(default=1, sa_type=BigInteger)
+    first_account_id: int = Field(default=0, sa_type=BigInteger)
+    # Set once the window has closed and members unpaid twice in a row were removed.
+    arrears_settled_at: datetime | None = moment(nullable=True)
 
 
 class ChargeChunk(SQLModel, table=True):
@@ -172,6 +180,13 @@ class ChargeChunk(SQLModel, table=True):
     done_at: datetime = moment()
 
 
+class DebitStatus:
+    DUE = "due"  # charged, not yet asked of the payment provider
+    SENDING = "sending"  # in a debit request whose answer is not recorded yet
+    COLLECTED = "collected"
+    FAILED = "failed"  # the last attempt failed; retried until the window closes, then arrears
+
+
 class Charge(SQLModel, table=True):
     """One member's share in one cycle; the key (cycle, member) is the last guard against twice."""
 
@@ -180,6 +195,55 @@ class Charge(SQLModel, table=True):
     amount_fen: int = money()
     # What the annual cap cut off this member's share; the platform pays it.
     subsidy_fen: int = money()
+    # Collection. Server defaults, because charges are written by INSERT ... SELECT.
+    debit_status: str = Field(
+        default=DebitStatus.DUE, max_length=12, sa_column_kwargs={"server_default": "due"}
+    )
+    # The attempt number is part of the idempotency key sent to the provider.
+    debit_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    collected_fen: int = Field(
+        default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"}
+    )
+    debited_at: datetime | None = moment(nullable=True)
+
+
+class PayoutStatus:
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"  # the provider refused it; a person must look
+
+
+class Payout(SQLModel, table=True):
+    """Money to a member: a claim's aid, or the refund of shares after a waiting-period illness.
+
+    The key ("aid:<claim>", "refund:<plan>:<member>") is the provider's idempotency key, so a
+    payout is made once whatever is redelivered.
+    """
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    key: str = Field(max_length=80, unique=True)
+    purpose: str = Field(max_length=8)  # aid | refund
+    plan: str = Field(max_length=32)
+    member_id: int = Field(foreign_key="member.id", sa_type=BigInteger)
+    claim_id: int | None = Field(default=None, foreign_key="claim.id", sa_type=BigInteger)
+    account: str = Field(max_length=64)
+    amount_fen: int = money()
+    status: str = Field(default=PayoutStatus.PENDING, max_length=8, index=True)
+    attempts: int = 0
+    provider_ref: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=200)
+    created_at: datetime = moment()
+    paid_at: datetime | None = moment(nullable=True)
+
+
+class MemberEvent(SQLModel, table=True):
+    """Something that happened to a membership and why (removal for non-payment, arrears paid)."""
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    member_id: int = Field(foreign_key="member.id", index=True, sa_type=BigInteger)
+    at: datetime = moment()
+    kind: str = Field(max_length=32)
+    reason: str = Field(max_length=500)
 
 
 class LedgerEntry(SQLModel, table=True):

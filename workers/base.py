@@ -8,14 +8,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from broker.database import engine
+from broker.http import Unavailable
 from domain.db import transaction
 
 log = logging.getLogger("huzhu.workers")
 
-# Lost connections, lock time-outs and serialisation failures pass; the step is retried with
+# Lost connections, lock time-outs, serialisation failures and an unreachable hospital or
+# payment provider pass; the step is retried with
 # backoff, and every countdown stays far below the broker's visibility timeout (a long ETA
 # would run twice). Data and integrity errors are not transient: retrying them changes nothing.
-TRANSIENT = (OperationalError, InterfaceError)
+TRANSIENT = (OperationalError, InterfaceError, Unavailable)
 
 
 def task_options(name: str) -> dict:

@@ -1,9 +1,12 @@
 """The claim chain: accept_claim | review_claim | announce_claim (intake, review, announce)."""
 
+import asyncio
+
 from celery import Task
 
 from broker.app import app
-from domain.claims import State
+from broker.hospital import fetch_evidence
+from domain.claims import Reason, State
 from domain.services import claims
 from workers.base import log, now, task_options, unit_of_work
 
@@ -34,10 +37,23 @@ def accept_claim(self: Task, claim_id: int) -> int:
 
 @app.task(bind=True, **task_options("review_claim"))
 def review_claim(self: Task, claim_id: int) -> int:
-    if _guarded(self, claim_id, State.UNDER_REVIEW):
-        with unit_of_work() as session:
-            claim = claims.review_claim(session, claim_id, now())
-            log.info("claim %s reviewed: %s %s", claim_id, claim.state, claim.reason_code or "")
+    """Ask the hospital (outside any transaction: no lock waits on the network), then decide.
+
+    An unreachable hospital raises Unavailable: the claim stays under review and the task
+    retries with backoff."""
+    if not _guarded(self, claim_id, State.UNDER_REVIEW):
+        return claim_id
+    with unit_of_work() as session:
+        request = claims.evidence_request(session, claim_id)
+    if request is None:
+        return claim_id
+    evidence = asyncio.run(fetch_evidence(request))
+    with unit_of_work() as session:
+        claim = claims.review_claim(session, claim_id, now(), evidence)
+        log.info("claim %s reviewed: %s %s", claim_id, claim.state, claim.reason_code or "")
+        refund = claim.reason_code == Reason.INSIDE_WAITING_PERIOD
+    if refund:
+        app.send_task("huzhu.pay_pending")
     return claim_id
 
 

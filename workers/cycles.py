@@ -70,6 +70,10 @@ def charge_chunk(cycle_id: int, chunk_no: int) -> int:
 def _finalise(cycle_id: int) -> None:
     with unit_of_work() as session:
         cycle = cycles.finalise(session, cycle_id, now())
+    if cycle is not None and cycle.collection_round == 0:
+        # The books are closed: collect the charges and pay the patients (payments queue).
+        app.send_task("huzhu.collect_debits", args=(cycle_id, cycle.closing_at.isoformat()))
+        app.send_task("huzhu.pay_out_cycle", args=(cycle_id,))
     if cycle is not None:
         log.info(
             "cycle %s closed: share %s fen, charged %s fen",

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, col, func, select
 
 from domain.claims import State
-from domain.models import Charge, Claim, LedgerEntry, Member, SharingCycle
+from domain.models import Charge, Claim, LedgerEntry, Member, Payout, PayoutStatus, SharingCycle
 from domain.money import apply_rate
 from domain.plans import get_plan
 from domain.services.cycles import CycleStatus, ledger_movements
@@ -47,13 +47,39 @@ def audit(session: Session) -> AuditReport:
         .order_by(col(SharingCycle.plan), col(SharingCycle.announce_on))
     ).all()
     surplus_by_plan: dict[str, int] = {}
-    report = AuditReport([], _members_paid_twice(session))
+    report = AuditReport([], _members_paid_twice(session) + _payouts(session))
     for cycle in cycles:
         result = CycleAudit(cycle.plan, cycle.id, str(cycle.announce_on))
         result.problems = _check_cycle(session, cycle, surplus_by_plan.get(cycle.plan, 0))
         surplus_by_plan[cycle.plan] = cycle.surplus_out_fen
         report.cycles.append(result)
     return report
+
+
+def _payouts(session: Session) -> list[str]:
+    """Each paid claim paid exactly once, for its amount, and booked; nothing else paid as aid."""
+    problems = []
+    paid_claims = session.exec(
+        select(Claim.id, Claim.amount_fen).where(Claim.state == State.PAID)
+    ).all()
+    payouts = {
+        p.claim_id: p
+        for p in session.exec(
+            select(Payout).where(Payout.purpose == "aid", Payout.status == PayoutStatus.PAID)
+        ).all()
+    }
+    booked = {
+        e.key: e.amount_fen
+        for e in session.exec(select(LedgerEntry).where(col(LedgerEntry.key).startswith("payout:")))
+    }
+    for claim_id, amount in paid_claims:
+        payout = payouts.pop(claim_id, None)
+        if payout is None or payout.amount_fen != amount:
+            problems.append(f"claim {claim_id} is paid but has no payout of {amount} fen")
+        elif booked.get(f"payout:{payout.key}") != amount:
+            problems.append(f"the payout of claim {claim_id} is not in the ledger")
+    problems += [f"claim {claim_id} was paid out but is not marked paid" for claim_id in payouts]
+    return problems
 
 
 def _members_paid_twice(session: Session) -> list[str]:
@@ -99,14 +125,23 @@ def _check_cycle(session: Session, cycle: SharingCycle, surplus_carried: int) ->
     expect("aid", cycle.aid_fen, sum(amounts))
     expect("fee", cycle.fee_fen, sum(apply_rate(a, plan.fee_rate_bp) for a in amounts))
     expect("surplus carried in", cycle.surplus_in_fen, surplus_carried)
-    rows, charged, subsidy, top = session.exec(
+    rows, charged, subsidy, top, low, collected, odd = session.exec(
         select(
             func.count(),
             func.coalesce(func.sum(Charge.amount_fen), 0),
             func.coalesce(func.sum(Charge.subsidy_fen), 0),
             func.coalesce(func.max(Charge.amount_fen + Charge.subsidy_fen), 0),
+            func.coalesce(func.min(Charge.amount_fen + Charge.subsidy_fen), 0),
+            func.coalesce(func.sum(Charge.collected_fen), 0),
+            func.count().filter(
+                Charge.collected_fen != 0, Charge.collected_fen != Charge.amount_fen
+            ),
         ).where(Charge.cycle_id == cycle.id)
     ).one()
+    if rows and low != top:
+        problems.append(f"members were charged unequal shares ({low} to {top} fen)")
+    if odd:
+        problems.append(f"{odd} charges were collected in part or more than once")
     if cycle.share_fen:
         expect("charge rows", cycle.sharing_members, rows)
     expect("charged", cycle.charged_fen, charged)
@@ -121,16 +156,25 @@ def _check_cycle(session: Session, cycle: SharingCycle, surplus_carried: int) ->
         problems.append(
             f"charges + subsidy + surplus in = {funds_in} but aid + fee + surplus out = {funds_out}"
         )
-    problems += _check_ledger(session, cycle)
+    problems += _check_ledger(session, cycle, collected)
     return problems
 
 
-def _check_ledger(session: Session, cycle: SharingCycle) -> list[str]:
+def _check_ledger(session: Session, cycle: SharingCycle, collected: int) -> list[str]:
     entries = {
         e.key: e
         for e in session.exec(select(LedgerEntry).where(LedgerEntry.cycle_id == cycle.id)).all()
     }
     problems = []
+    # Collected money: every debit the provider confirmed, booked from members to cash.
+    debits = [e for k, e in list(entries.items()) if k.startswith(("collect:", "settle:"))]
+    for entry in debits:
+        entries.pop(entry.key)
+        if (entry.debit, entry.credit) != (f"cash:{cycle.plan}", f"members:{cycle.plan}"):
+            problems.append(f"ledger {entry.key}: books {entry.credit} -> {entry.debit}")
+    booked = sum(e.amount_fen for e in debits)
+    if booked != collected:
+        problems.append(f"collected: ledger says {booked}, charges say {collected}")
     pool_balance = 0
     for name, debit, credit, amount in ledger_movements(cycle):
         entry = entries.pop(f"cycle:{cycle.id}:{name}", None)

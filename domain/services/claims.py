@@ -5,11 +5,12 @@ Each step advances a claim only from the state it expects, so running it twice c
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, func, select
 
+from domain.calendar import local_date
 from domain.claims import (
     PAYABLE,
     UNDECIDED,
@@ -17,7 +18,6 @@ from domain.claims import (
     MemberFacts,
     Reason,
     State,
-    check_transition,
     load_json,
     parse_submission,
     review,
@@ -26,9 +26,16 @@ from domain.illnesses import load_catalog
 from domain.members import ExitReason
 from domain.models import Claim, ClaimEvent, Member
 from domain.plans import get_plan
+from domain.records import Evidence
+from domain.services.events import move
+from domain.services.payments import create_refund
 from domain.services.store import insert_ignoring_duplicates, load_for_update
 
 MAX_ATTEMPTS = 5
+ENDS_MEMBERSHIP = {
+    Reason.INSIDE_WAITING_PERIOD: ExitReason.WAITING_PERIOD_ILLNESS,
+    Reason.UNDISCLOSED_CONDITION: ExitReason.UNDISCLOSED_CONDITION,
+}
 
 
 class ClaimNotFound(LookupError):
@@ -78,32 +85,6 @@ def record_submission(session: Session, raw: str, now: datetime) -> tuple[int, b
     return claim_id, created
 
 
-def move(
-    session: Session,
-    claim: Claim,
-    target: State,
-    actor: str,
-    now: datetime,
-    reason: str | None = None,
-) -> None:
-    """Advance the claim and store the transition as an event."""
-    check_transition(claim.state, target)
-    session.add(
-        ClaimEvent(
-            claim_id=claim.id,
-            at=now,
-            actor=actor,
-            from_state=claim.state,
-            to_state=target,
-            reason=reason[:500] if reason else None,
-        )
-    )
-    claim.state = target
-    claim.updated_at = now
-    claim.attempts = 0
-    session.add(claim)
-
-
 def count_attempt(session: Session, claim_id: int, expected: State, now: datetime) -> bool:
     """Count one run of the step on a claim in `expected`; False when it should not run again.
 
@@ -136,13 +117,15 @@ def _reject(
     claim.reason_detail = detail[:500]
     claim.decided_at = now
     move(session, claim, State.REJECTED, actor, now, f"{reason}: {detail}")
-    if reason == Reason.INSIDE_WAITING_PERIOD:
-        # A covered illness inside the waiting period ends the membership, whoever decided it.
+    if reason in ENDS_MEMBERSHIP:
+        # Whoever decided it, these end the membership (MISSION: waiting period, non-disclosure).
         member = load_for_update(session, Member, claim.member_id)
         if member is not None and member.exited_at is None:
             member.exited_at = now
-            member.exit_reason = ExitReason.WAITING_PERIOD_ILLNESS
+            member.exit_reason = ENDS_MEMBERSHIP[reason]
             session.add(member)
+        if member is not None and reason == Reason.INSIDE_WAITING_PERIOD:
+            create_refund(session, member, now)
 
 
 def accept(session: Session, claim_id: int, now: datetime) -> Claim:
@@ -172,8 +155,9 @@ def accept(session: Session, claim_id: int, now: datetime) -> Claim:
     return claim
 
 
-def review_claim(session: Session, claim_id: int, now: datetime) -> Claim:
-    """Medical review by the plan's rules; under_review -> approved | rejected | needs_review."""
+def review_claim(session: Session, claim_id: int, now: datetime, evidence: Evidence) -> Claim:
+    """Medical review by the plan's rules and the hospital's records;
+    under_review -> approved | rejected | needs_review."""
     claim = _locked(session, claim_id)
     if claim.state != State.UNDER_REVIEW:
         return claim
@@ -188,6 +172,7 @@ def review_claim(session: Session, claim_id: int, now: datetime) -> Claim:
         _member_facts(session, member, claim),
         get_plan(claim.plan),
         load_catalog(),
+        evidence,
     )
     claim.illness_code = decision.illness_code
     claim.amount_fen = decision.amount_fen
@@ -326,4 +311,26 @@ def submission_ids_in(session: Session, state: State) -> list[str]:
         session.exec(
             select(Claim.submission_id).where(Claim.state == state).order_by(col(Claim.id))
         ).all()
+    )
+
+
+@dataclass(frozen=True)
+class EvidenceRequest:
+    """What the hospital is asked about a claim: a pseudonymous patient, a code and dates."""
+
+    member_ref: str
+    icd10: str
+    diagnosed_on: date
+    joined_on: date
+
+
+def evidence_request(session: Session, claim_id: int) -> EvidenceRequest | None:
+    """The question for the hospital, or None when the claim is not waiting for review."""
+    claim = session.get(Claim, claim_id)
+    if claim is None or claim.state != State.UNDER_REVIEW:
+        return None
+    member = session.get(Member, claim.member_id)
+    assert member is not None and claim.icd10 and claim.diagnosed_on
+    return EvidenceRequest(
+        member.member_ref, claim.icd10, claim.diagnosed_on, local_date(member.joined_at)
     )

@@ -84,3 +84,13 @@ EXPECTED_STATES = {
     "malformed-1": ("rejected", "malformed", None),
 }
 NOW_UTC = datetime.now(UTC)
+
+
+def review_by_records(session, claim_id: int, now):
+    """Review a claim as if the hospital's records confirmed it, with no earlier condition."""
+    from domain.records import Condition, Evidence, Reply
+    from domain.services.claims import evidence_request, review_claim
+
+    request = evidence_request(session, claim_id)
+    found = [Condition(request.icd10, request.diagnosed_on, "active")] if request else []
+    return review_claim(session, claim_id, now, Evidence(Reply.FOUND, diagnosis=found))

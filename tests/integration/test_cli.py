@@ -24,8 +24,9 @@ def test_demo_runs_a_whole_cycle_and_its_books_balance(tmp_path):
     assert result.returncode == 0, result.stderr
     demo = json.loads(result.stdout)
     assert demo["audit"] == {"balanced": True, "problems": []}
-    assert demo["claims"]["settled"] > 0 and demo["claims"]["rejected"] > 0
-    assert set(demo["claims"]) <= {"settled", "rejected"}
+    assert demo["claims"]["paid"] > 0 and demo["claims"]["rejected"] > 0
+    # A patient whose account the sandbox refuses stays settled, waiting for a person.
+    assert set(demo["claims"]) <= {"paid", "settled", "rejected"}
     assert {"malformed", "unknown_member", "inside_waiting_period", "not_covered"} <= set(
         demo["rejections"]
     )
@@ -40,6 +41,8 @@ def test_demo_runs_a_whole_cycle_and_its_books_balance(tmp_path):
             - cycle["surplus_in_fen"]
         )
         assert cycle["charged_fen"] == cycle["share_fen"] * cycle["sharing_members"]
+        assert cycle["collected_fen"] + cycle["outstanding_fen"] == cycle["charged_fen"]
+        assert cycle["collected_fen"] > 0 and cycle["paid_out_fen"] > 0
     assert not list(tmp_path.iterdir()), "the demo leaves no files behind"
 
 

@@ -14,7 +14,14 @@ from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
 from domain.services import members as member_service
-from tests.integration.scenario import CLAIMS, CLOSE_AT, CRITICAL, PUBLISH_AT, membership
+from tests.integration.scenario import (
+    CLAIMS,
+    CLOSE_AT,
+    CRITICAL,
+    PUBLISH_AT,
+    membership,
+    review_by_records,
+)
 from tests.integration.support import run_worker, wait_until
 from workers import claims as claim_tasks
 from workers import cycles as cycle_tasks
@@ -31,7 +38,7 @@ def prepare_announced_cycle(critical: int = 120) -> list[int]:
         with transaction(engine()) as session:
             claim_id, _ = claim_service.record_submission(session, line, NOW)
         claim_ids.append(claim_id)
-        for step in (claim_service.accept, claim_service.review_claim, claim_service.schedule):
+        for step in (claim_service.accept, review_by_records, claim_service.schedule):
             with transaction(engine()) as session:
                 step(session, claim_id, NOW)
     with transaction(engine()) as session:

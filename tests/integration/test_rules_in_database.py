@@ -24,6 +24,7 @@ from tests.integration.scenario import (
     PUBLISH_AT,
     member,
     membership,
+    review_by_records,
     submission,
 )
 
@@ -50,9 +51,9 @@ def test_two_claims_of_one_member_are_paid_once_whatever_the_order(stack):
     second = record(submission("second", "C0005", "C50.9"))
     # The later claim overtakes the earlier one (its message was lost and re-driven).
     step(claim_service.accept, second)
-    assert step(claim_service.review_claim, second).state == "approved"
+    assert step(review_by_records, second).state == "approved"
     step(claim_service.accept, first)
-    reviewed = step(claim_service.review_claim, first)
+    reviewed = step(review_by_records, first)
     assert (reviewed.state, reviewed.reason_code) == ("rejected", "duplicate")
 
 
@@ -62,8 +63,8 @@ def test_a_reviewer_cannot_approve_a_second_payout(stack):
     accident = record(submission("accident", "C0005", "S06.2", accident=True))
     for claim_id in (paid, accident):
         step(claim_service.accept, claim_id)
-    step(claim_service.review_claim, paid)
-    waiting = step(claim_service.review_claim, accident)
+    step(review_by_records, paid)
+    waiting = step(review_by_records, accident)
     assert (waiting.state, waiting.reason_code) == ("rejected", "duplicate")
     with transaction(engine()) as session:
         session.get(Claim, accident).state = "needs_review"  # as if it had been sent to a person
@@ -78,7 +79,7 @@ def test_a_reviewer_rejecting_a_waiting_period_illness_ends_the_membership(stack
     enrol([member("C0001", CRITICAL, 30, joined_days_ago=20)])
     claim_id = record(submission("accident", "C0001", "S06.2", accident=True))
     step(claim_service.accept, claim_id)
-    assert step(claim_service.review_claim, claim_id).state == "needs_review"
+    assert step(review_by_records, claim_id).state == "needs_review"
     with transaction(engine()) as session:
         claim_service.decide(
             session, "accident", False, "dr-li", NOW_UTC, claim_service.Reason.INSIDE_WAITING_PERIOD
@@ -123,7 +124,7 @@ def test_the_charging_sql_applies_the_annual_cap_exactly_as_the_formula(stack):
         for member_id, paid in zip(ids, paid_before, strict=True):
             session.add(Charge(cycle_id=earlier.id, member_id=member_id, amount_fen=paid))
     claim_id = record(submission("good", "C0005", "C73"))
-    for function in (claim_service.accept, claim_service.review_claim, claim_service.schedule):
+    for function in (claim_service.accept, review_by_records, claim_service.schedule):
         step(function, claim_id)
     with transaction(engine()) as session:
         cycle_service.publish(session, CRITICAL, PUBLISH_AT)

@@ -17,6 +17,7 @@ from domain.claims import (
 )
 from domain.illnesses import Catalog, load_catalog
 from domain.plans import get_plan
+from domain.records import Condition, Evidence, Reply
 
 SHANGHAI = timezone(timedelta(hours=8))
 RECEIVED_AT = datetime(2026, 3, 1, 10, 0, tzinfo=SHANGHAI)
@@ -160,8 +161,20 @@ def member(
     return MemberFacts(born, joined_at, exited_at, already_paid, other_live_claim)
 
 
-def decide(icd10: str, on: date, facts: MemberFacts, accident: bool = False, plan=CRITICAL):
-    return review(icd10, on, accident, facts, plan, CATALOG)
+def confirmed(icd10: str, on: date) -> Evidence:
+    """The hospital's records show the diagnosis as claimed, and nothing earlier."""
+    return Evidence(Reply.FOUND, diagnosis=[Condition(icd10, on, "active")])
+
+
+def decide(
+    icd10: str,
+    on: date,
+    facts: MemberFacts,
+    accident: bool = False,
+    plan=CRITICAL,
+    evidence: Evidence | None = None,
+):
+    return review(icd10, on, accident, facts, plan, CATALOG, evidence or confirmed(icd10, on))
 
 
 def test_thyroid_cancer_at_35_long_after_joining_pays_300_000_yuan() -> None:
@@ -255,3 +268,39 @@ def test_senior_cancer_pays_by_severity(icd10: str, amount: int, illness: str) -
 def test_senior_cancer_does_not_cover_a_heart_attack() -> None:
     decision = decide("I21.0", date(2026, 3, 1), member(born=date(1960, 1, 1)), plan=SENIOR)
     assert (decision.state, decision.reason) == (State.REJECTED, Reason.NOT_COVERED)
+
+
+def test_an_unknown_patient_at_the_hospital_is_rejected_with_a_reason() -> None:
+    decision = decide("C73", date(2026, 3, 1), member(), evidence=Evidence(Reply.UNKNOWN_PATIENT))
+    assert (decision.state, decision.reason) == (State.REJECTED, Reason.NO_HOSPITAL_RECORD)
+
+
+def test_an_unreadable_hospital_reply_goes_to_a_person_never_to_approval() -> None:
+    unreadable = Evidence(Reply.UNREADABLE, detail="not a FHIR Bundle")
+    decision = decide("C73", date(2026, 3, 1), member(), evidence=unreadable)
+    assert decision.state == State.NEEDS_REVIEW
+    assert "could not be read: not a FHIR Bundle" in decision.detail
+
+
+def test_records_must_show_the_code_and_the_date_claimed() -> None:
+    other_day = Evidence(Reply.FOUND, diagnosis=[Condition("C73", date(2026, 2, 27), "active")])
+    decision = decide("C73", date(2026, 3, 1), member(), evidence=other_day)
+    assert (decision.state, decision.reason) == (State.REJECTED, Reason.NOT_CONFIRMED_BY_RECORDS)
+    refuted = Evidence(Reply.FOUND, diagnosis=[Condition("C73", date(2026, 3, 1), "refuted")])
+    assert decide("C73", date(2026, 3, 1), member(), evidence=refuted).state == State.REJECTED
+    finer = Evidence(Reply.FOUND, diagnosis=[Condition("C34.1", date(2026, 3, 1), "active")])
+    assert decide("C34", date(2026, 3, 1), member(), evidence=finer).state == State.APPROVED
+
+
+def test_the_same_illness_recorded_before_joining_is_an_undisclosed_condition() -> None:
+    on = date(2026, 3, 1)
+    earlier = [Condition("C73.0", date(2019, 5, 1), "resolved")]  # before joining in 2020
+    breach = Evidence(Reply.FOUND, diagnosis=[Condition("C73", on, "active")], earlier=earlier)
+    decision = decide("C73", on, member(), evidence=breach)
+    assert (decision.state, decision.reason) == (State.REJECTED, Reason.UNDISCLOSED_CONDITION)
+    unrelated = Evidence(
+        Reply.FOUND,
+        diagnosis=[Condition("C73", on, "active")],
+        earlier=[Condition("J45.9", date(2019, 5, 1), "active")],  # asthma: not the same illness
+    )
+    assert decide("C73", on, member(), evidence=unrelated).state == State.APPROVED
