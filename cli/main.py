@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from broker.database import engine, upgrade
+from broker.http import Unavailable
 from broker.submit import send_step, submit_claim
 from cli import operations
 from cli.demo import demo
@@ -163,6 +164,29 @@ def members_exit(
         print_json({"member_ref": member_ref, "plan": plan, "exited_at": member.exited_at})
     else:
         console.print(f"{member_ref} left {plan} at {member.exited_at.isoformat()}")
+
+
+@members_app.command("settle")
+def members_settle(member_ref: str, plan: PlanOption, as_json: bool = JSON_OPTION) -> None:
+    """Debit a member's arrears now: every unpaid charge on the account that pays for them
+    (their own and their family's), each under a new idempotency key."""
+    try:
+        settled = operations.settle_arrears(_plan(plan), member_ref)
+    except LookupError as error:
+        fail(str(error).strip("'\""), "check the member reference and the plan")
+    except Unavailable as error:
+        fail(f"the payment provider did not answer ({error})", "try again later")
+    if as_json:
+        print_json(settled)
+    elif not settled["debits"]:
+        console.print(f"{member_ref} has no arrears in {plan}")
+    else:
+        console.print(
+            f"{member_ref}: collected {yuan(settled['collected_fen'])} yuan; "
+            f"{settled['still_unpaid']} of {settled['debits']} debits still unpaid"
+        )
+    if settled["still_unpaid"]:
+        raise typer.Exit(4)
 
 
 @claims_app.command("submit")

@@ -1,13 +1,15 @@
 """Operator actions that send work to the fleet and wait for the database to show it done."""
 
+import asyncio
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 
 from celery.worker import state as worker_state
 
+from broker import payments
 from broker.app import QUEUES, app
 from broker.database import engine
 from broker.submit import send_step
@@ -51,6 +53,27 @@ def close_and_wait(plan: str, moment: datetime, timeout: float, quiet: bool) -> 
             return cycle if cycle.status == cycle_service.CycleStatus.CLOSED else None
 
         return wait_for(closed, timeout, f"closing {plan} cycle {cycle_id}")
+
+
+def settle_arrears(plan: str, member_ref: str) -> dict[str, int]:
+    """Collect a member's arrears now, through the payment gateway, and say what was paid."""
+    with transaction(engine()) as session:
+        debits = payment_service.claim_arrears(session, plan, member_ref)
+    if not debits:
+        return {"debits": 0, "collected_fen": 0, "still_unpaid": 0}
+    items = [payments.DebitItem(d.key, d.account, d.amount_fen) for d in debits]
+    results = asyncio.run(payments.debit(items))
+    succeeded = {r.key for r in results if r.succeeded}
+    with transaction(engine()) as session:
+        collected = payment_service.record_debits(
+            session, debits, succeeded, datetime.now(UTC), f"settle:{debits[0].key}"
+        )
+        payment_service.note_settlement(session, debits, succeeded, datetime.now(UTC))
+    return {
+        "debits": len(debits),
+        "collected_fen": collected,
+        "still_unpaid": len(debits) - len(succeeded),
+    }
 
 
 def wait_for_money(cycle_ids: list[int], timeout: float) -> None:

@@ -28,6 +28,7 @@ from domain.models import Claim, ClaimEvent, Member
 from domain.plans import get_plan
 from domain.records import Evidence
 from domain.services.events import move
+from domain.services.members import exit_moment
 from domain.services.payments import create_refund
 from domain.services.store import insert_ignoring_duplicates, load_for_update
 
@@ -121,7 +122,7 @@ def _reject(
         # Whoever decided it, these end the membership (MISSION: waiting period, non-disclosure).
         member = load_for_update(session, Member, claim.member_id)
         if member is not None and member.exited_at is None:
-            member.exited_at = now
+            member.exited_at = exit_moment(session, member.plan, now)
             member.exit_reason = ENDS_MEMBERSHIP[reason]
             session.add(member)
         if member is not None and reason == Reason.INSIDE_WAITING_PERIOD:

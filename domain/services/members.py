@@ -70,6 +70,15 @@ def import_batch(
     _insert_batch(session, good, report)
 
 
+def exit_moment(session: Session, plan: str, at: datetime) -> datetime:
+    """When a membership ends for a reason found at `at`: never before a published cut-off,
+    whose sharing members are fixed (the member still shares in that cycle)."""
+    published = published_cutoffs(session).get(plan)
+    if published is not None and at <= published:
+        return published + timedelta(microseconds=1)
+    return at
+
+
 def published_cutoffs(session: Session) -> dict[str, datetime]:
     """Each plan's latest cut-off whose members are fixed (its cycle is announced or later)."""
     rows = session.exec(

@@ -462,3 +462,18 @@ def money_settled(session: Session, cycle_ids: list[int]) -> bool:
         )
     ).one()
     return not in_flight and closed == len(cycle_ids) and not pending_payouts(session, limit=1)
+
+
+def note_settlement(
+    session: Session, debits: list[Debit], succeeded: set[str], now: datetime
+) -> None:
+    """Say in each member's history that their arrears were paid (or still are not)."""
+    for member_id in sorted({d.member_id for d in debits}):
+        mine = [d for d in debits if d.member_id == member_id]
+        paid = [d for d in mine if d.key in succeeded]
+        reason = (
+            f"{len(paid)} of {len(mine)} unpaid charges collected"
+            if paid
+            else f"{len(mine)} unpaid charges refused again by the provider"
+        )
+        session.add(MemberEvent(member_id=member_id, at=now, kind="arrears", reason=reason))

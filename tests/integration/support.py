@@ -27,6 +27,8 @@ class Stack:
         env["HUZHU_DATABASE_URL"] = self.settings.database_url
         env["HUZHU_BROKER_URL"] = self.settings.broker_url
         env["HUZHU_CHUNK_SIZE"] = str(self.settings.chunk_size)
+        env["HUZHU_PAYMENTS_URL"] = self.settings.payments_url
+        env["HUZHU_HOSPITAL_URL"] = self.settings.hospital_url
         return env
 
 
