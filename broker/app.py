@@ -15,6 +15,7 @@ ROUTES = {
     "huzhu.accept_claim": {"queue": "intake"},
     "huzhu.review_claim": {"queue": "review"},
     "huzhu.announce_claim": {"queue": "announce"},
+    "huzhu.close_juries": {"queue": "review"},
     "huzhu.publish_announcements": {"queue": "cycle"},
     "huzhu.close_cycle": {"queue": "cycle"},
     "huzhu.charge_chunk": {"queue": "cycle"},
@@ -38,6 +39,8 @@ def beat_schedule() -> dict:
             "schedule": crontab(minute=0, hour=2),
         },
         "pay-pending": {"task": "huzhu.pay_pending", "schedule": 600.0},
+        # Juries vote for a day; their windows close on this sweep.
+        "close-juries": {"task": "huzhu.close_juries", "schedule": 300.0},
     }
     for plan in load_plans():
         schedule[f"publish-{plan}"] = {

@@ -5,11 +5,12 @@ import random
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlmodel import select
 
 from broker.app import reconfigure
 from broker.database import engine, upgrade
@@ -24,14 +25,25 @@ from cli.operations import (
     wait_for_money,
     worker_in_this_process,
 )
-from cli.output import JSON_OPTION, console, cycle_figures, cycle_table, print_json, progress, table
+from cli.output import (
+    JSON_OPTION,
+    console,
+    cycle_figures,
+    cycle_table,
+    print_json,
+    progress,
+    table,
+    wait_for,
+)
 from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
 from domain.claims import State
 from domain.db import transaction
+from domain.models import Member
 from domain.money import yuan
 from domain.plans import load_plans
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
+from domain.services import disputes
 from domain.services import members as member_service
 from domain.services import payments as payment_service
 from domain.services.announcements import announced_cases
@@ -92,9 +104,11 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
         reviewed = _review_by_hand()
         wait_for_claims(TIMEOUT)
         refused = _some_accounts_fail(scenario, seed)
-        cycles = []
+        jury = _jury_of_members(seed)
+        cycles, objections = [], []
         for plan in load_plans():
-            publish_and_wait(plan, start_of_day(announce_on), TIMEOUT)
+            published = publish_and_wait(plan, start_of_day(announce_on), TIMEOUT)
+            objections += _an_objection_upheld(published, seed)
             closed = close_and_wait(plan, start_of_day(charge_day(announce_on)), TIMEOUT, quiet)
             cycles.append(closed)
         wait_for_money([c.id for c in cycles], TIMEOUT)
@@ -114,6 +128,8 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
         },
         "cycles": [cycle_figures(c, money[c.id]) for c in cycles],
         "accounts_refusing_debits": refused,
+        "objections": objections,
+        "jury": jury,
         "audit": {"balanced": books.balanced, "problems": books.problems},
     }
 
@@ -125,6 +141,79 @@ def _some_accounts_fail(scenario: synthetic.Scenario, seed: int) -> int:
     refs = [m.member_ref for m in scenario.members if rng.random() < 0.03]
     asyncio.run(set_failing_accounts(refs))
     return len(refs)
+
+
+def _an_objection_upheld(cycle, seed: int) -> list[dict]:
+    """A member objects to the first announced case; re-review upholds it, so the case leaves
+    the cycle and the share no longer pays for it."""
+    with transaction(engine()) as session:
+        cases = announced_cases(session, cycle)
+        if not cases:
+            return []
+        target = cases[0].case_ref
+        claimant = claim_service.find_claim(session, target).member_id
+        objector = session.exec(
+            select(Member.member_ref)
+            .where(Member.plan == cycle.plan, Member.id != claimant, Member.exited_at.is_(None))
+            .order_by(Member.id)
+        ).first()
+        objection = disputes.file_objection(
+            session,
+            target,
+            objector,
+            "seen at work after the diagnosis date",
+            None,
+            start_of_day(cycle.announce_on) + timedelta(hours=10),
+        )
+        disputes.decide_objection(
+            session,
+            objection.id,
+            True,
+            "demo-reviewer",
+            "the hospital corrected its record",
+            datetime.now(UTC),
+        )
+    return [{"plan": cycle.plan, "case": target, "objection": objection.id, "status": "upheld"}]
+
+
+def _jury_of_members(seed: int) -> list[dict]:
+    """The applicant of a claim the reviewer rejected asks for a jury; eligible members vote,
+    about 62% in favour; the count runs as the beat task does when the day is over."""
+    now = datetime.now(UTC)
+    with transaction(engine()) as session:
+        rejected = claim_service.submission_ids_in(session, State.REJECTED)
+        disputed = [s for s in rejected if s.startswith("R-")]
+        if not disputed:
+            return []
+        case = disputes.request_jury(session, disputed[0], now)
+        refs = session.exec(
+            select(Member.member_ref).where(Member.plan == "critical-illness").order_by(Member.id)
+        ).all()
+        rng = random.Random(seed)
+        for ref in refs:
+            try:
+                disputes.cast_vote(session, case.id, ref, rng.random() < 0.62, now)
+            except disputes.Refused:
+                continue  # not eligible: a child, not certified, new, family, or in arrears
+    send_step("close_juries", (case.closes_at + timedelta(minutes=1)).isoformat())
+
+    def counted():
+        with transaction(engine()) as session:
+            [(jury, ref)] = disputes.jury_cases(session, case.id)
+        return (jury, ref) if jury.status == "closed" else None
+
+    closed, ref = wait_for(counted, TIMEOUT, "counting the jury's votes")
+    wait_for_claims(TIMEOUT)  # an approved claim goes on to the next announcement
+    return [
+        {
+            "case": closed.id,
+            "claim": ref,
+            "support": closed.support,
+            "oppose": closed.oppose,
+            "valid": closed.valid,
+            "approved": closed.approved,
+        }
+    ]
 
 
 def _review_by_hand() -> list[dict]:
@@ -180,6 +269,21 @@ def _print(result: dict, keep: Path | None) -> None:
                 ["name", "age", "sex", "province", "illness", "aid (yuan)", "days a member"],
                 rows,
             )
+        )
+    for objection in result["objections"]:
+        console.print(
+            f"objection {objection['objection']} to case {objection['case']} "
+            f"({objection['plan']}): {objection['status']}, so the case left the cycle"
+        )
+    for jury in result["jury"]:
+        outcome = (
+            "approved: the claim joins the next announcement"
+            if jury["approved"]
+            else ("not approved" if jury["valid"] else "below the quorum: nothing decided")
+        )
+        console.print(
+            f"jury {jury['case']} on claim {jury['claim']}: {jury['support']} for, "
+            f"{jury['oppose']} against; {outcome}"
         )
     for figures in result["cycles"]:
         console.print(cycle_table(figures))

@@ -14,6 +14,7 @@ from broker.http import Unavailable
 from broker.submit import send_step, submit_claim
 from cli import operations
 from cli.demo import demo
+from cli.disputes import announcements_app, jury_app, objections_app
 from cli.output import (
     JSON_OPTION,
     console,
@@ -49,9 +50,18 @@ app.add_typer(db_app, name="db")
 app.add_typer(members_app, name="members")
 app.add_typer(claims_app, name="claims")
 app.add_typer(cycle_app, name="cycle")
+app.add_typer(announcements_app, name="announcements")
+app.add_typer(objections_app, name="objections")
+app.add_typer(jury_app, name="jury")
 
 MEMBER_COLUMNS = ["member_ref", "plan", "birth_date", "sex", "province", "joined_at"]
-OPTIONAL_COLUMNS = ["payer_ref", "name", "health_declaration", "credit_assessment"]
+OPTIONAL_COLUMNS = [
+    "payer_ref",
+    "name",
+    "health_declaration",
+    "credit_assessment",
+    "jury_certified",
+]
 PlanOption = Annotated[str, typer.Option("--plan", help="Plan code, e.g. critical-illness.")]
 AtOption = Annotated[str, typer.Option("--at", help="The clock of the run, ISO 8601 with offset.")]
 WaitOption = Annotated[

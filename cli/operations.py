@@ -107,6 +107,8 @@ def worker_in_this_process() -> Iterator[None]:
 
     # A task that fails must say so on the console, not leave the operator waiting in silence.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The file queue has no host name, and kombu says so on every connection: not news.
+    logging.getLogger("kombu.connection").setLevel(logging.ERROR)
     # A chain's next link is sent through the current app; make it ours in every thread.
     app.finalize()
     app.set_current()

@@ -30,6 +30,7 @@ class State(StrEnum):
     REJECTED = "rejected"
     SCHEDULED = "scheduled"  # approved and waiting for the next announcement
     ANNOUNCED = "announced"
+    OBJECTED = "objected"  # a member objected; re-review decides before it can be paid
     SETTLED = "settled"  # its aid was shared out in a closed cycle
     PAID = "paid"
 
@@ -39,14 +40,25 @@ TRANSITIONS: dict[State, set[State]] = {
     State.UNDER_REVIEW: {State.APPROVED, State.REJECTED, State.NEEDS_REVIEW},
     State.NEEDS_REVIEW: {State.APPROVED, State.REJECTED},
     State.APPROVED: {State.SCHEDULED},
-    State.SCHEDULED: {State.ANNOUNCED},
-    State.ANNOUNCED: {State.SETTLED},
+    State.SCHEDULED: {State.ANNOUNCED, State.REJECTED},
+    State.ANNOUNCED: {State.SETTLED, State.OBJECTED},
+    # Dismissed: back on the list; upheld: out; still open at the close: to the next cycle.
+    State.OBJECTED: {State.ANNOUNCED, State.REJECTED, State.SCHEDULED},
+    # A jury of members may overturn a rejection.
+    State.REJECTED: {State.APPROVED},
     State.SETTLED: {State.PAID},
 }
 # States a worker is about to move a claim out of; a claim idle in one has lost its message.
 WORKING = (State.RECEIVED, State.UNDER_REVIEW, State.APPROVED)
 # A claim in one of these will be (or was) paid: one per member per plan, whatever the order.
-PAYABLE = {State.APPROVED, State.SCHEDULED, State.ANNOUNCED, State.SETTLED, State.PAID}
+PAYABLE = {
+    State.APPROVED,
+    State.SCHEDULED,
+    State.ANNOUNCED,
+    State.OBJECTED,
+    State.SETTLED,
+    State.PAID,
+}
 # Not decided yet: an earlier one of these blocks a later claim of the same member.
 UNDECIDED = {State.RECEIVED, State.UNDER_REVIEW, State.NEEDS_REVIEW}
 
@@ -66,6 +78,8 @@ class Reason(StrEnum):
     NO_HOSPITAL_RECORD = "no_hospital_record"
     NOT_CONFIRMED_BY_RECORDS = "not_confirmed_by_records"
     UNDISCLOSED_CONDITION = "undisclosed_condition"
+    # A member's objection was upheld on re-review: the case leaves the cycle.
+    OBJECTION_UPHELD = "objection_upheld"
 
 
 class IllegalTransition(ValueError):

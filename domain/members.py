@@ -33,6 +33,7 @@ class Enrolment(BaseModel):
     joined_at: AwareDatetime
     payer_ref: Annotated[str, Field(max_length=64), PRINTABLE] | None = None
     name: Annotated[str, Field(max_length=100), PRINTABLE] | None = None
+    jury_certified: bool = False
     health_declaration: Literal["passed", "failed"] = "passed"
     credit_assessment: Literal["passed", "failed"] = "passed"
 

@@ -69,9 +69,11 @@ class Member(SQLModel, table=True):
     # A member exists only once their health declaration and credit assessment passed; a
     # refused applicant is reported by the import with the reason and never stored.
     payer_id: int | None = Field(default=None, foreign_key="member.id", sa_type=BigInteger)
+    # Passed the juror certification (赔审员考试): may vote on dispute juries.
+    jury_certified: bool = False
 
 
-PAYABLE_STATES = "state IN ('approved', 'scheduled', 'announced', 'settled', 'paid')"
+PAYABLE_STATES = "state IN ('approved', 'scheduled', 'announced', 'objected', 'settled', 'paid')"
 
 
 class Claim(SQLModel, table=True):
@@ -234,6 +236,49 @@ class Payout(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=200)
     created_at: datetime = moment()
     paid_at: datetime | None = moment(nullable=True)
+
+
+class Objection(SQLModel, table=True):
+    """我有异议: a member objects to an announced case; re-review upholds or dismisses it."""
+
+    __table_args__ = (UniqueConstraint("claim_id", "member_id"),)  # once per member per case
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    claim_id: int = Field(foreign_key="claim.id", index=True, sa_type=BigInteger)
+    member_id: int = Field(foreign_key="member.id", sa_type=BigInteger)
+    cycle_id: int = Field(foreign_key="sharingcycle.id")
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    evidence: str | None = Field(default=None, max_length=500)
+    filed_at: datetime = moment()
+    status: str = Field(default="open", max_length=10)  # open | upheld | dismissed
+    decided_at: datetime | None = moment(nullable=True)
+    decided_by: str | None = Field(default=None, max_length=64)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class JuryCase(SQLModel, table=True):
+    """赔审团: members judge a rejected claim; the tally and the outcome are kept."""
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    claim_id: int = Field(foreign_key="claim.id", unique=True, sa_type=BigInteger)
+    requested_at: datetime = moment()
+    closes_at: datetime = moment()
+    min_votes: int
+    status: str = Field(default="open", max_length=8)  # open | closed
+    support: int = 0
+    oppose: int = 0
+    valid: bool | None = None
+    approved: bool | None = None
+    closed_at: datetime | None = moment(nullable=True)
+
+
+class JuryVote(SQLModel, table=True):
+    """One juror, one vote: the key (case, member) keeps a second vote out."""
+
+    case_id: int = Field(foreign_key="jurycase.id", primary_key=True, sa_type=ID)
+    member_id: int = Field(foreign_key="member.id", primary_key=True, sa_type=ID)
+    support: bool
+    cast_at: datetime = moment()
 
 
 class MemberEvent(SQLModel, table=True):

@@ -37,6 +37,9 @@ class Plan:
     per_patient_cap_fen: int
     annual_cap_fen: int
     fee_rate_bp: int
+    objection_days: int
+    jury_request_days: int
+    jury_hours: int
     jury_min_votes: int
     amounts: tuple[AmountBand, ...]
 
@@ -76,6 +79,9 @@ def parse_plan(raw: dict) -> Plan:
             per_patient_cap_fen=raw["per_patient_cap_fen"],
             annual_cap_fen=raw["annual_cap_fen"],
             fee_rate_bp=raw["fee_rate_bp"],
+            objection_days=raw["objection_days"],
+            jury_request_days=raw["jury_request_days"],
+            jury_hours=raw["jury_hours"],
             jury_min_votes=raw["jury_min_votes"],
             amounts=amounts,
         )
@@ -86,6 +92,9 @@ def parse_plan(raw: dict) -> Plan:
             raise ValueError(f"plan {code!r}: unknown severity {band.severity!r}")
         if band.amount_fen <= 0 or band.min_age > band.max_age:
             raise ValueError(f"plan {code!r}: bad amount band {band}")
+    if not 0 < plan.objection_days <= 7:
+        # The window must close by the charge day, a week after the announcement.
+        raise ValueError(f"plan {code!r}: objections must close by the charge day (1-7 days)")
     if plan.max_join_age_years >= plan.exit_age_years:
         raise ValueError(f"plan {code!r}: members must be able to join before the exit age")
     return plan

@@ -1,13 +1,14 @@
 """The claim chain: accept_claim | review_claim | announce_claim (intake, review, announce)."""
 
 import asyncio
+from datetime import datetime
 
 from celery import Task
 
 from broker.app import app
 from broker.hospital import fetch_evidence
 from domain.claims import Reason, State
-from domain.services import claims
+from domain.services import claims, disputes
 from workers.base import log, now, task_options, unit_of_work
 
 
@@ -63,3 +64,15 @@ def announce_claim(claim_id: int) -> int:
         claim = claims.schedule(session, claim_id, now())
         log.info("claim %s: %s", claim_id, claim.state)
     return claim_id
+
+
+@app.task(**task_options("close_juries"))
+def close_juries(at: str | None = None) -> int:
+    """Count the votes of every jury whose window has closed; an approved claim resumes its way
+    to the next announcement."""
+    moment = datetime.fromisoformat(at) if at else now()
+    with unit_of_work() as session:
+        approved = disputes.close_due_juries(session, moment)
+    for claim_id in approved:
+        app.send_task("huzhu.announce_claim", args=(claim_id,))
+    return len(approved)

@@ -1,29 +1,60 @@
 """The cases of a cycle as members see them: masked, with no record and no ID number."""
 
-from sqlmodel import Session, col, select
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, func, select
 
 from domain.announcements import Case, public_case
-from domain.calendar import local_date
+from domain.calendar import SHANGHAI, local_date
 from domain.claims import State
+from domain.disputes import objection_window
 from domain.illnesses import load_catalog
-from domain.models import Claim, Member, SharingCycle
+from domain.models import Charge, Claim, Member, SharingCycle
+from domain.plans import Plan, get_plan
 
-SHOWN = [State.ANNOUNCED, State.SETTLED, State.PAID]
+SHOWN = [State.ANNOUNCED, State.OBJECTED, State.SETTLED, State.PAID]
+
+
+@dataclass(frozen=True)
+class Announcement:
+    cycle: SharingCycle
+    plan: Plan
+    cases: list[Case]
+    objections_from: str
+    objections_until: str
+
+
+def announcement(session: Session, cycle: SharingCycle) -> Announcement:
+    plan = get_plan(cycle.plan)
+    # Shown in Shanghai time, as members read the calendar.
+    opens, closes = (t.astimezone(SHANGHAI) for t in objection_window(cycle.announce_on, plan))
+    return Announcement(
+        cycle, plan, announced_cases(session, cycle), opens.isoformat(), closes.isoformat()
+    )
 
 
 def announced_cases(session: Session, cycle: SharingCycle) -> list[Case]:
+    shared = (
+        select(Charge.member_id, func.sum(Charge.collected_fen).label("paid"))
+        .group_by(Charge.member_id)
+        .subquery()
+    )
     rows = session.exec(
-        select(Claim, Member)
+        select(Claim, Member, func.coalesce(shared.c.paid, 0))
         .join(Member, col(Member.id) == Claim.member_id)
+        .outerjoin(shared, shared.c.member_id == Member.id)
         .where(Claim.cycle_id == cycle.id, col(Claim.state).in_(SHOWN))
         .order_by(col(Claim.id))
     ).all()
     catalog = load_catalog()
     cases = []
-    for claim, member in rows:
+    for claim, member, paid in rows:
         diagnosis = catalog.find(claim.icd10 or "", cycle.plan)
         cases.append(
             public_case(
+                case_ref=claim.submission_id,
+                status=claim.state,
+                shared_fen=int(paid),
                 name=member.name,
                 birth_date=member.birth_date,
                 sex=member.sex,

@@ -111,7 +111,7 @@ def count_attempt(session: Session, claim_id: int, expected: State, now: datetim
     return claim.attempts <= MAX_ATTEMPTS
 
 
-def _reject(
+def reject(
     session: Session, claim: Claim, reason: Reason, detail: str, actor: str, now: datetime
 ) -> None:
     claim.reason_code = reason
@@ -136,7 +136,7 @@ def accept(session: Session, claim_id: int, now: datetime) -> Claim:
         return claim
     submission, problem = parse_submission(claim.raw, claim.received_at)
     if submission is None:
-        _reject(session, claim, Reason.MALFORMED, problem, "intake", now)
+        reject(session, claim, Reason.MALFORMED, problem, "intake", now)
         return claim
     claim.plan = submission.plan
     claim.icd10 = submission.icd10
@@ -149,7 +149,7 @@ def accept(session: Session, claim_id: int, now: datetime) -> Claim:
         )
     ).first()
     if member_id is None:
-        _reject(session, claim, Reason.UNKNOWN_MEMBER, "no such member in this plan", "intake", now)
+        reject(session, claim, Reason.UNKNOWN_MEMBER, "no such member in this plan", "intake", now)
         return claim
     claim.member_id = member_id
     move(session, claim, State.UNDER_REVIEW, "intake", now)
@@ -179,7 +179,7 @@ def review_claim(session: Session, claim_id: int, now: datetime, evidence: Evide
     claim.amount_fen = decision.amount_fen
     if decision.state == State.REJECTED:
         assert decision.reason is not None
-        _reject(session, claim, decision.reason, decision.detail, "rules", now)
+        reject(session, claim, decision.reason, decision.detail, "rules", now)
         return claim
     if decision.state == State.APPROVED:
         claim.decided_at = now
@@ -202,7 +202,7 @@ def decide(
         raise ValueError(f"claim {submission_id} is {claim.state}, not waiting for a reviewer")
     actor = f"reviewer:{reviewer}"
     if not approve:
-        _reject(session, claim, reason, note or "rejected by the reviewer", actor, now)
+        reject(session, claim, reason, note or "rejected by the reviewer", actor, now)
         return claim
     member = load_for_update(session, Member, claim.member_id)
     assert member is not None

@@ -31,6 +31,7 @@ from domain.models import (
 )
 from domain.money import ceil_div
 from domain.plans import get_plan
+from domain.services.disputes import defer_open_objections
 from domain.services.members import age_out, shares_at
 from domain.services.store import insert_ignoring_duplicates, load_for_update, lock_plan
 from domain.sharing import annual_cap_can_bind, compute_share
@@ -85,6 +86,7 @@ def begin_close(session: Session, plan_code: str, at: datetime, chunk_size: int)
     assert cycle is not None
     if cycle.status != CycleStatus.ANNOUNCED:
         return cycle
+    defer_open_objections(session, cycle.id, at)
     settled = select(Claim.id).where(Claim.cycle_id == cycle.id, Claim.state == State.ANNOUNCED)
     _record_events(session, settled, "close", State.ANNOUNCED, State.SETTLED, at)
     session.execute(

@@ -144,6 +144,7 @@ def _member_values(row: Enrolment, payers: dict[str, int]) -> dict:
         "province": row.province,
         "joined_at": row.joined_at,
         "payer_id": payers.get(row.payer_ref) if row.payer_ref else None,
+        "jury_certified": row.jury_certified,
     }
 
 

@@ -42,7 +42,11 @@ def test_demo_runs_a_whole_cycle_and_its_books_balance(tmp_path):
         )
         assert cycle["charged_fen"] == cycle["share_fen"] * cycle["sharing_members"]
         assert cycle["collected_fen"] + cycle["outstanding_fen"] == cycle["charged_fen"]
-        assert cycle["collected_fen"] > 0 and cycle["paid_out_fen"] > 0
+        assert cycle["collected_fen"] > 0
+    assert sum(cycle["paid_out_fen"] for cycle in demo["cycles"]) > 0
+    assert [o["status"] for o in demo["objections"]] == ["upheld", "upheld"]
+    [jury] = demo["jury"]
+    assert jury["support"] + jury["oppose"] > 0 and jury["valid"] is not None
     assert not list(tmp_path.iterdir()), "the demo leaves no files behind"
 
 

@@ -18,7 +18,10 @@ from domain.announcements import Case, mask_name, public_case
         ("", "*"),
         (None, "*"),
         ("   ", "*"),
-        ("Li Lei", "L****i"),
+        ("Li Lei", "L***"),  # another script: the first letter only, no length
+        ("Анна Петрова", "А***"),
+        ("买买提·艾力", "买****力"),
+        ("John", "J***"),
     ],
 )
 def test_mask_name_keeps_at_most_the_first_and_last_character(
@@ -29,6 +32,9 @@ def test_mask_name_keeps_at_most_the_first_and_last_character(
 
 def test_public_case_shows_the_age_at_diagnosis_and_the_days_since_joining() -> None:
     case = public_case(
+        case_ref="S-1",
+        status="announced",
+        shared_fen=1_234,
         name="吴小漫",
         birth_date=date(1990, 6, 10),
         sex="F",
@@ -40,6 +46,8 @@ def test_public_case_shows_the_age_at_diagnosis_and_the_days_since_joining() -> 
         announce_on=date(2026, 6, 21),
     )
     assert case == Case(
+        case_ref="S-1",
+        status="announced",
         masked_name="吴*漫",
         age=35,
         sex="F",
@@ -47,4 +55,5 @@ def test_public_case_shows_the_age_at_diagnosis_and_the_days_since_joining() -> 
         illness="甲状腺癌",
         amount_fen=30_000_000,
         days_since_joining=171,
+        shared_fen=1_234,
     )

@@ -123,6 +123,11 @@ def test_bytes_that_are_not_utf8_are_refused_as_not_json() -> None:
         ("scheduled", State.ANNOUNCED),
         ("announced", State.SETTLED),
         ("settled", State.PAID),
+        ("announced", State.OBJECTED),
+        ("objected", State.ANNOUNCED),  # objection dismissed
+        ("objected", State.REJECTED),  # objection upheld
+        ("objected", State.SCHEDULED),  # still open at the close: next cycle
+        ("rejected", State.APPROVED),  # a jury overturned the rejection
     ],
 )
 def test_the_documented_transitions_are_allowed(current: str, target: State) -> None:
@@ -136,7 +141,8 @@ def test_the_documented_transitions_are_allowed(current: str, target: State) -> 
         ("settled", State.RECEIVED),
         ("announced", State.PAID),
         ("paid", State.SETTLED),
-        ("rejected", State.APPROVED),
+        ("rejected", State.SCHEDULED),
+        ("objected", State.SETTLED),
         ("approved", State.APPROVED),
     ],
 )

@@ -124,6 +124,9 @@ def raw_plan(**changes: object) -> dict[str, object]:
         "per_patient_cap_fen": 10,
         "annual_cap_fen": 10_000,
         "fee_rate_bp": 500,
+        "objection_days": 7,
+        "jury_request_days": 30,
+        "jury_hours": 24,
         "jury_min_votes": 100,
         "amount": [{"min_age": 18, "max_age": 50, "severity": "severe", "amount_fen": 100}],
     }

@@ -1,0 +1,116 @@
+"""Objections (我有异议) and the dispute jury (赔审团), pure: windows, eligibility, the tally."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from domain.calendar import age_on, local_date, start_of_day
+from domain.claims import Reason, State
+from domain.plans import Plan
+
+JUROR_MIN_AGE = 18
+JUROR_MIN_DAYS = 30
+# Rejections a jury may overturn: judgements of the illness or the evidence, not facts such as
+# an unknown member, a duplicate or dates outside the membership.
+JURY_REASONS = {
+    Reason.NOT_COVERED,
+    Reason.CRITERIA_NOT_MET,
+    Reason.NOT_CONFIRMED_BY_RECORDS,
+    Reason.UNDISCLOSED_CONDITION,
+    Reason.OBJECTION_UPHELD,
+}
+
+
+def objection_window(announce_on: date, plan: Plan) -> tuple[datetime, datetime]:
+    """From 00:00 on the announcement day, for the plan's objection days (by the charge day)."""
+    return start_of_day(announce_on), start_of_day(
+        announce_on + timedelta(days=plan.objection_days)
+    )
+
+
+@dataclass(frozen=True)
+class Objector:
+    plan: str
+    active: bool
+    is_claimant: bool
+
+
+def objection_refusal(
+    claim_state: str,
+    claim_plan: str,
+    window: tuple[datetime, datetime],
+    at: datetime,
+    who: Objector,
+) -> str | None:
+    """Why this objection cannot be filed, or None."""
+    if claim_state not in (State.ANNOUNCED, State.OBJECTED):
+        return f"the case is {claim_state}, not on a published announcement"
+    if who.plan != claim_plan or not who.active:
+        return "only members of the same plan may object"
+    if who.is_claimant:
+        return "the applicant cannot object to their own case"
+    if not window[0] <= at < window[1]:
+        return f"objections are open from {window[0].isoformat()} to {window[1].isoformat()}"
+    return None
+
+
+def jury_request_refusal(
+    claim_state: str, reason: str | None, decided_at: datetime | None, at: datetime, plan: Plan
+) -> str | None:
+    """Why a jury cannot be asked for this claim, or None."""
+    if claim_state != State.REJECTED:
+        return f"the claim is {claim_state}; a jury reviews rejected claims only"
+    if reason not in JURY_REASONS:
+        return f"a rejection for {reason} is a matter of fact, not for a jury"
+    assert decided_at is not None
+    if at > decided_at + timedelta(days=plan.jury_request_days):
+        return f"a jury must be asked within {plan.jury_request_days} days of the rejection"
+    return None
+
+
+@dataclass(frozen=True)
+class Juror:
+    member_id: int
+    account_id: int  # who pays for them: their payer's id, or their own
+    birth_date: date
+    joined_at: datetime
+    active: bool
+    certified: bool
+    unpaid_charges: int
+
+
+def juror_refusal(
+    juror: Juror, applicant_id: int, applicant_account: int, at: datetime
+) -> str | None:
+    """Why a member may not vote on this case, or None (MISSION: paying, 18 or older,
+    certified, a member for 30 days, not the applicant nor their family)."""
+    if juror.member_id == applicant_id or juror.account_id in (applicant_account, applicant_id):
+        return "the applicant and their family cannot vote"
+    if not juror.active or juror.unpaid_charges:
+        return "jurors must be paying members"
+    if age_on(juror.birth_date, local_date(at)) < JUROR_MIN_AGE:
+        return f"jurors must be {JUROR_MIN_AGE} or older"
+    if not juror.certified:
+        return "jurors must have passed the juror certification"
+    if at - juror.joined_at < timedelta(days=JUROR_MIN_DAYS):
+        return f"jurors must have been members for {JUROR_MIN_DAYS} days"
+    return None
+
+
+@dataclass(frozen=True)
+class Tally:
+    support: int
+    oppose: int
+    min_votes: int
+
+    @property
+    def votes(self) -> int:
+        return self.support + self.oppose
+
+    @property
+    def valid(self) -> bool:
+        return self.votes >= self.min_votes
+
+    @property
+    def approved(self) -> bool:
+        # More than half in favour; exactly half is not enough.
+        return self.valid and self.support * 2 > self.votes

@@ -1,0 +1,237 @@
+"""Objections and juries in the database: file, decide, defer at the close, vote, tally."""
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, func, select
+
+from domain.claims import Reason, State
+from domain.disputes import (
+    Juror,
+    Objector,
+    Tally,
+    juror_refusal,
+    jury_request_refusal,
+    objection_refusal,
+    objection_window,
+)
+from domain.models import (
+    Charge,
+    Claim,
+    DebitStatus,
+    JuryCase,
+    JuryVote,
+    Member,
+    Objection,
+    SharingCycle,
+)
+from domain.plans import get_plan
+from domain.services.claims import find_claim, reject
+from domain.services.events import move
+from domain.services.store import insert_ignoring_duplicates, load_for_update
+
+
+class Refused(ValueError):
+    """The request breaks a rule; the message says which."""
+
+
+def file_objection(
+    session: Session,
+    submission_id: str,
+    member_ref: str,
+    reason: str,
+    evidence: str | None,
+    at: datetime,
+) -> Objection:
+    claim = find_claim(session, submission_id, lock=True)
+    cycle = session.get(SharingCycle, claim.cycle_id) if claim.cycle_id else None
+    objector = session.exec(
+        select(Member).where(Member.plan == claim.plan, Member.member_ref == member_ref)
+    ).first()
+    if cycle is None or objector is None:
+        problem = (
+            "only members of the same plan may object" if cycle else "the case is not announced"
+        )
+        raise Refused(problem)
+    who = Objector(
+        plan=objector.plan,
+        active=objector.exited_at is None or objector.exited_at > at,
+        is_claimant=objector.id == claim.member_id,
+    )
+    window = objection_window(cycle.announce_on, get_plan(cycle.plan))
+    if refusal := objection_refusal(claim.state, str(claim.plan), window, at, who):
+        raise Refused(refusal)
+    objection = Objection(
+        claim_id=claim.id,
+        member_id=objector.id,
+        cycle_id=cycle.id,
+        reason=reason[:2000],
+        evidence=(evidence or None) and evidence[:500],
+        filed_at=at,
+    )
+    if session.exec(
+        select(Objection.id).where(
+            Objection.claim_id == claim.id, Objection.member_id == objector.id
+        )
+    ).first():
+        raise Refused("this member has already objected to this case (once per case)")
+    session.add(objection)
+    session.flush()
+    if claim.state == State.ANNOUNCED:
+        move(
+            session, claim, State.OBJECTED, f"member:{member_ref}", at, f"objection {objection.id}"
+        )
+    return objection
+
+
+def decide_objection(
+    session: Session, objection_id: int, uphold: bool, reviewer: str, note: str, at: datetime
+) -> Objection:
+    """Re-review: upheld, the case leaves the cycle with a reason; dismissed, it stays."""
+    objection = load_for_update(session, Objection, objection_id)
+    if objection is None:
+        raise LookupError(f"no objection {objection_id}")
+    if objection.status != "open":
+        raise Refused(f"objection {objection_id} was already {objection.status}")
+    objection.status = "upheld" if uphold else "dismissed"
+    objection.decided_at, objection.decided_by, objection.note = at, reviewer, note[:500]
+    session.add(objection)
+    claim = load_for_update(session, Claim, objection.claim_id)
+    assert claim is not None
+    actor = f"reviewer:{reviewer}"
+    if uphold and claim.state in (State.OBJECTED, State.SCHEDULED, State.ANNOUNCED):
+        claim.cycle_id = None
+        reject(session, claim, Reason.OBJECTION_UPHELD, note or "objection upheld", actor, at)
+    elif not uphold and claim.state == State.OBJECTED and not _open_objections(session, claim.id):
+        move(session, claim, State.ANNOUNCED, actor, at, f"objection {objection_id} dismissed")
+    return objection
+
+
+def defer_open_objections(session: Session, cycle_id: int, at: datetime) -> int:
+    """At the close, a case whose objection is still open is not paid unseen: it moves to the
+    next cycle (back on the list for the next announcement)."""
+    claims = session.exec(
+        select(Claim)
+        .where(Claim.cycle_id == cycle_id, Claim.state == State.OBJECTED)
+        .with_for_update()
+    ).all()
+    for claim in claims:
+        claim.cycle_id = None
+        move(session, claim, State.SCHEDULED, "close", at, "objection still open: next cycle")
+    return len(claims)
+
+
+def _open_objections(session: Session, claim_id: int) -> int:
+    return session.exec(
+        select(func.count()).where(Objection.claim_id == claim_id, Objection.status == "open")
+    ).one()
+
+
+def request_jury(session: Session, submission_id: str, at: datetime) -> JuryCase:
+    claim = find_claim(session, submission_id, lock=True)
+    plan = get_plan(str(claim.plan))
+    existing = session.exec(select(JuryCase).where(JuryCase.claim_id == claim.id)).first()
+    if existing is not None:
+        raise Refused(f"a jury was already asked for this claim (case {existing.id})")
+    if refusal := jury_request_refusal(claim.state, claim.reason_code, claim.decided_at, at, plan):
+        raise Refused(refusal)
+    case = JuryCase(
+        claim_id=claim.id,
+        requested_at=at,
+        closes_at=at + timedelta(hours=plan.jury_hours),
+        min_votes=plan.jury_min_votes,
+    )
+    session.add(case)
+    session.flush()
+    return case
+
+
+def cast_vote(session: Session, case_id: int, member_ref: str, support: bool, at: datetime) -> bool:
+    """Record a juror's vote; False when they had voted already (the first vote stands)."""
+    case = session.get(JuryCase, case_id)
+    if case is None:
+        raise LookupError(f"no jury case {case_id}")
+    if case.status != "open" or at >= case.closes_at:
+        raise Refused(f"jury case {case_id} closed at {case.closes_at.isoformat()}")
+    claim = session.get(Claim, case.claim_id)
+    applicant = session.get(Member, claim.member_id) if claim else None
+    assert claim is not None and applicant is not None
+    juror = session.exec(
+        select(Member).where(Member.plan == claim.plan, Member.member_ref == member_ref)
+    ).first()
+    if juror is None:
+        raise Refused("jurors must be members of the plan")
+    facts = Juror(
+        member_id=juror.id,
+        account_id=juror.payer_id or juror.id,
+        birth_date=juror.birth_date,
+        joined_at=juror.joined_at,
+        active=juror.exited_at is None or juror.exited_at > at,
+        certified=juror.jury_certified,
+        unpaid_charges=_unpaid(session, juror.id),
+    )
+    if refusal := juror_refusal(facts, applicant.id, applicant.payer_id or applicant.id, at):
+        raise Refused(refusal)
+    counted = session.connection().execute(
+        insert_ignoring_duplicates(session, JuryVote)
+        .values(case_id=case_id, member_id=juror.id, support=support, cast_at=at)
+        .returning(JuryVote.member_id)
+    )
+    return counted.first() is not None
+
+
+def _unpaid(session: Session, member_id: int) -> int:
+    return session.exec(
+        select(func.count()).where(
+            Charge.member_id == member_id, Charge.debit_status == DebitStatus.FAILED
+        )
+    ).one()
+
+
+def close_due_juries(session: Session, at: datetime) -> list[int]:
+    """Count the votes of every jury whose window has closed; returns the approved claims."""
+    due = session.exec(
+        select(JuryCase).where(col(JuryCase.id).in_(due_juries(at))).with_for_update()
+    ).all()
+    approved = []
+    for case in due:
+        support, oppose = _votes(session, case.id)
+        tally = Tally(support, oppose, case.min_votes)
+        case.support, case.oppose = support, oppose
+        case.valid, case.approved = tally.valid, tally.approved
+        case.status, case.closed_at = "closed", at
+        session.add(case)
+        claim = load_for_update(session, Claim, case.claim_id)
+        assert claim is not None
+        verdict = f"jury {case.id}: {support} for, {oppose} against, {tally.votes} votes" + (
+            "" if tally.valid else f" (below the {case.min_votes} needed)"
+        )
+        if tally.approved and claim.state == State.REJECTED:
+            claim.reason_code, claim.reason_detail, claim.decided_at = None, verdict, at
+            move(session, claim, State.APPROVED, "jury", at, verdict)
+            approved.append(claim.id)
+        else:
+            claim.reason_detail = f"{claim.reason_detail or ''}; {verdict}"[-500:]
+            session.add(claim)
+    return approved
+
+
+def _votes(session: Session, case_id: int) -> tuple[int, int]:
+    support, total = session.exec(
+        select(
+            func.count().filter(JuryVote.support.is_(True)),  # type: ignore[attr-defined]
+            func.count(),
+        ).where(JuryVote.case_id == case_id)
+    ).one()
+    return support, total - support
+
+
+def due_juries(at: datetime):
+    """Open juries whose window has closed by `at` (a query, for waiting on the count)."""
+    return select(JuryCase.id).where(JuryCase.status == "open", col(JuryCase.closes_at) <= at)
+
+
+def jury_cases(session: Session, case_id: int | None = None) -> list[tuple[JuryCase, str]]:
+    query = select(JuryCase, Claim.submission_id).join(Claim, col(Claim.id) == JuryCase.claim_id)
+    if case_id is not None:
+        query = query.where(JuryCase.id == case_id)
+    return list(session.exec(query.order_by(col(JuryCase.id))).all())
