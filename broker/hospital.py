@@ -6,13 +6,14 @@ from functools import cache
 
 import httpx
 
-from broker.http import client, with_retries
+from broker.http import Unavailable, client, with_retries
 from broker.settings import get_settings
 from domain.records import Condition, Evidence, Reply
 from domain.services.claims import EvidenceRequest
 
 ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"
 CLINICAL_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 
 
 @cache
@@ -57,14 +58,28 @@ async def _search(
 ) -> list[Condition] | Evidence:
     params = {"patient": patient, "onset-date": onset} | ({"code": code} if code else {})
     response = await with_retries(lambda: http.get("/Condition", params=params))
-    if response.status_code == 404:
+    if response.status_code == 404 and _not_found(response):
         return Evidence(Reply.UNKNOWN_PATIENT, detail="the hospital does not know the patient")
+    if response.status_code in (401, 403, 404, 429):
+        # Our credentials, our address or our pace is wrong, not the claim: retry, and alert.
+        raise Unavailable(f"the hospital answered HTTP {response.status_code}")
     if response.status_code != 200:
         return Evidence(Reply.UNREADABLE, detail=f"HTTP {response.status_code}")
     try:
         return parse_bundle(response.json())
-    except (ValueError, KeyError, TypeError, IndexError, StopIteration) as error:
+    except Exception as error:  # a reply of any shape is evidence to read, never a crash
         return Evidence(Reply.UNREADABLE, detail=f"{type(error).__name__} in the Bundle")
+
+
+def _not_found(response: httpx.Response) -> bool:
+    """A FHIR OperationOutcome saying not-found: the patient is unknown (not a wrong URL)."""
+    try:
+        outcome = response.json()
+        return outcome.get("resourceType") == "OperationOutcome" and any(
+            issue.get("code") == "not-found" for issue in outcome.get("issue", [])
+        )
+    except Exception:
+        return False
 
 
 def parse_bundle(bundle: object) -> list[Condition]:
@@ -78,13 +93,19 @@ def parse_bundle(bundle: object) -> list[Condition]:
             continue
         code = next(c["code"] for c in resource["code"]["coding"] if c["system"] == ICD10_SYSTEM)
         onset = resource.get("onsetDateTime") or resource["recordedDate"]
-        status = next(
-            (
-                c["code"]
-                for c in resource.get("clinicalStatus", {}).get("coding", [])
-                if c.get("system") == CLINICAL_SYSTEM
-            ),
-            "unknown",
+        status = _coded(resource.get("clinicalStatus"), CLINICAL_SYSTEM, "unknown")
+        verification = _coded(resource.get("verificationStatus"), VERIFICATION_SYSTEM, "confirmed")
+        conditions.append(
+            Condition(str(code), date.fromisoformat(str(onset)[:10]), status, verification)
         )
-        conditions.append(Condition(str(code), date.fromisoformat(str(onset)[:10]), status))
     return conditions
+
+
+def _coded(concept: object, system: str, missing: str) -> str:
+    """The code of a CodeableConcept in `system`; `missing` when the element is absent."""
+    if concept is None:
+        return missing
+    for coding in concept["coding"]:  # type: ignore[index]
+        if coding.get("system") == system:
+            return str(coding["code"])
+    return missing

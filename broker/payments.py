@@ -69,7 +69,7 @@ async def _debit_request(http: httpx.AsyncClient, items: list[DebitItem]) -> lis
     data = _json(await with_retries(lambda: http.post("/debits/batch", json=body)))
     try:
         results = [
-            DebitResult(r["idempotency_key"], r["status"] == "succeeded", r.get("reason"))
+            DebitResult(r["idempotency_key"], _answered(r["status"]), r.get("reason"))
             for r in data["results"]
         ]
     except (KeyError, TypeError) as error:
@@ -90,11 +90,12 @@ async def pay(key: str, account: str, amount_fen: int, purpose: str) -> PayoutRe
         response = await with_retries(
             lambda: http.post("/payouts", json=body, headers={"Idempotency-Key": key})
         )
+    if 400 <= response.status_code < 500 and response.status_code != 429:
+        # The provider refuses the request itself: record it as refused, for a person.
+        return PayoutResult(False, None, f"refused by the provider (HTTP {response.status_code})")
     data = _json(response)
     try:
-        return PayoutResult(
-            data["status"] == "succeeded", data.get("payout_id"), data.get("reason")
-        )
+        return PayoutResult(_answered(data["status"]), data.get("payout_id"), data.get("reason"))
     except (KeyError, TypeError) as error:
         raise Unavailable(f"unreadable payout reply ({type(error).__name__})") from error
 
@@ -104,6 +105,14 @@ async def set_failing_accounts(accounts: list[str]) -> None:
     async with payments_client() as http:
         response = await http.post("/_sandbox/accounts", json={"failing": accounts})
         response.raise_for_status()
+
+
+def _answered(status: str) -> bool:
+    """Succeeded or failed; anything else (pending, processing) is no answer yet: the same key
+    is asked again later, never a new one."""
+    if status not in ("succeeded", "failed"):
+        raise Unavailable(f"the provider has no final answer yet ({status})")
+    return status == "succeeded"
 
 
 def _json(response: httpx.Response) -> dict:

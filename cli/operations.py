@@ -65,9 +65,7 @@ def settle_arrears(plan: str, member_ref: str) -> dict[str, int]:
     results = asyncio.run(payments.debit(items))
     succeeded = {r.key for r in results if r.succeeded}
     with transaction(engine()) as session:
-        collected = payment_service.record_debits(
-            session, debits, succeeded, datetime.now(UTC), f"settle:{debits[0].key}"
-        )
+        collected = payment_service.record_debits(session, debits, succeeded, datetime.now(UTC))
         payment_service.note_settlement(session, debits, succeeded, datetime.now(UTC))
     return {
         "debits": len(debits),

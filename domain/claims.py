@@ -19,7 +19,7 @@ from pydantic import (
 from domain.calendar import age_on, local_date
 from domain.illnesses import Catalog, normalise_icd10
 from domain.plans import Plan, PlanCode
-from domain.records import Evidence, Reply, confirms, undisclosed
+from domain.records import Evidence, Reply, confirms, tentative, undisclosed
 
 
 class State(StrEnum):
@@ -210,8 +210,8 @@ def review(
             State.REJECTED, Reason.AGE_OUT_OF_PLAN, f"age {age} at diagnosis is outside the plan"
         )
     decided = Decision(State.APPROVED, amount_fen=amount, illness_code=illness.code)
-    if judged := _judge_records(evidence, icd10, diagnosed_on, decided, member, plan, catalog):
-        return judged
+    # The waiting period is judged on the claim's own dates, before the records: an unreadable
+    # record must not send a case to a person that the rules already reject.
     if diagnosed_on <= plan.waiting_period_ends(member.joined_at):
         if not (accident and plan.accident_exempt):
             return Decision(
@@ -222,6 +222,8 @@ def review(
             )
         # The accident exemption holds only if the accident caused the illness: a person decides.
         return _to_reviewer(decided, "accident inside the waiting period: confirm the cause")
+    if judged := _judge_records(evidence, icd10, diagnosed_on, decided, member, plan, catalog):
+        return judged
     if illness.decided_by == "reviewer":
         return _to_reviewer(decided, f"{illness.code}: the definition needs a medical judgement")
     return decided
@@ -242,6 +244,8 @@ def _judge_records(
     if evidence.reply == Reply.UNREADABLE:
         # Never a silent approval: a person reads what the hospital sent.
         return _to_reviewer(decided, f"the hospital's reply could not be read: {evidence.detail}")
+    if tentative(evidence, icd10, diagnosed_on) and not confirms(evidence, icd10, diagnosed_on):
+        return _to_reviewer(decided, "the hospital records the diagnosis as not yet confirmed")
     if not confirms(evidence, icd10, diagnosed_on):
         return Decision(
             State.REJECTED,

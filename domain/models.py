@@ -166,6 +166,7 @@ class SharingCycle(SQLModel, table=True):
     collection_round_on: date | None = None
     retry_until: datetime | None = moment(nullable=True)
     debit_batch_size: int = Field(default=1, sa_type=BigInteger)
+    debit_batches: int = 0
     first_account_id: int = Field(default=0, sa_type=BigInteger)
     # Set once the window has closed and members unpaid twice in a row were removed.
     arrears_settled_at: datetime | None = moment(nullable=True)
@@ -192,8 +193,12 @@ class DebitStatus:
 class Charge(SQLModel, table=True):
     """One member's share in one cycle; the key (cycle, member) is the last guard against twice."""
 
+    __table_args__ = (Index("ix_charge_cycle_account", "cycle_id", "account_id"),)
+
     cycle_id: int = Field(foreign_key="sharingcycle.id", primary_key=True)
     member_id: int = Field(primary_key=True, sa_type=ID)
+    # Who pays it: the member's payer, or the member.
+    account_id: int = Field(sa_type=BigInteger)
     amount_fen: int = money()
     # What the annual cap cut off this member's share; the platform pays it.
     subsidy_fen: int = money()
@@ -201,8 +206,11 @@ class Charge(SQLModel, table=True):
     debit_status: str = Field(
         default=DebitStatus.DUE, max_length=12, sa_column_kwargs={"server_default": "due"}
     )
-    # The attempt number is part of the idempotency key sent to the provider.
+    # The attempt number goes into the idempotency key, and the key is stored while the debit
+    # is in flight: whoever re-sends it (a redelivered batch, a later round, a settlement)
+    # sends the same key, and its answer is recorded only against that key.
     debit_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    debit_key: str | None = Field(default=None, max_length=80)
     collected_fen: int = Field(
         default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"}
     )

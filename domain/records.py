@@ -7,8 +7,12 @@ from enum import StrEnum
 
 from domain.illnesses import Catalog, normalise_icd10
 
-# Statuses under which a recorded condition does not count as evidence.
+# Clinical statuses under which a recorded condition does not count as evidence.
 NOT_EVIDENCE = {"entered-in-error", "refuted"}
+# FHIR verificationStatus: only a confirmed diagnosis is evidence; a provisional, differential
+# or unconfirmed one needs a person.
+CONFIRMED = "confirmed"
+TENTATIVE = {"provisional", "differential", "unconfirmed"}
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,11 @@ class Condition:
     icd10: str
     onset: date
     clinical_status: str
+    verification: str = CONFIRMED
+
+    @property
+    def counts(self) -> bool:
+        return self.verification == CONFIRMED and self.clinical_status not in NOT_EVIDENCE
 
 
 class Reply(StrEnum):
@@ -43,11 +52,18 @@ def same_code(recorded: str, claimed: str) -> bool:
 
 
 def confirms(evidence: Evidence, icd10: str, diagnosed_on: date) -> bool:
+    return any(_matches(c, icd10, diagnosed_on) and c.counts for c in evidence.diagnosis)
+
+
+def tentative(evidence: Evidence, icd10: str, diagnosed_on: date) -> bool:
+    """The record shows the diagnosis, but not (yet) as confirmed."""
     return any(
-        same_code(c.icd10, icd10) and c.onset == diagnosed_on
-        for c in evidence.diagnosis
-        if c.clinical_status not in NOT_EVIDENCE
+        _matches(c, icd10, diagnosed_on) and c.verification in TENTATIVE for c in evidence.diagnosis
     )
+
+
+def _matches(condition: Condition, icd10: str, diagnosed_on: date) -> bool:
+    return same_code(condition.icd10, icd10) and condition.onset == diagnosed_on
 
 
 def undisclosed(
@@ -55,7 +71,7 @@ def undisclosed(
 ) -> Condition | None:
     """An earlier condition of the same covered illness, begun before the member joined."""
     for condition in evidence.earlier:
-        if condition.onset >= joined_on or condition.clinical_status in NOT_EVIDENCE:
+        if condition.onset >= joined_on or not condition.counts:
             continue
         diagnosis = catalog.find(condition.icd10, plan)
         if diagnosis is not None and diagnosis.illness.code == illness_code:

@@ -44,9 +44,8 @@ def debit_batch(cycle_id: int, batch_no: int, round_no: int) -> int:
     results = asyncio.run(provider.debit(items))
     succeeded = {r.key for r in results if r.succeeded}
     with unit_of_work() as session:
-        collected = payments.record_debits(
-            session, debits, succeeded, now(), f"collect:{batch_no}:{round_no}"
-        )
+        collected = payments.record_debits(session, debits, succeeded, now())
+    app.send_task("huzhu.pay_pending")  # refunds of waiting-period shares, if any were made
     log.info(
         "cycle %s batch %s round %s: %s of %s debits, %s fen",
         cycle_id,

@@ -5,7 +5,16 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, col, func, select
 
 from domain.claims import State
-from domain.models import Charge, Claim, LedgerEntry, Member, Payout, PayoutStatus, SharingCycle
+from domain.models import (
+    Charge,
+    Claim,
+    DebitStatus,
+    LedgerEntry,
+    Member,
+    Payout,
+    PayoutStatus,
+    SharingCycle,
+)
 from domain.money import apply_rate
 from domain.plans import get_plan
 from domain.services.cycles import CycleStatus, ledger_movements
@@ -47,7 +56,9 @@ def audit(session: Session) -> AuditReport:
         .order_by(col(SharingCycle.plan), col(SharingCycle.announce_on))
     ).all()
     surplus_by_plan: dict[str, int] = {}
-    report = AuditReport([], _members_paid_twice(session) + _payouts(session))
+    report = AuditReport(
+        [], _members_paid_twice(session) + _payouts(session) + _receivables(session)
+    )
     for cycle in cycles:
         result = CycleAudit(cycle.plan, cycle.id, str(cycle.announce_on))
         result.problems = _check_cycle(session, cycle, surplus_by_plan.get(cycle.plan, 0))
@@ -79,6 +90,34 @@ def _payouts(session: Session) -> list[str]:
         elif booked.get(f"payout:{payout.key}") != amount:
             problems.append(f"the payout of claim {claim_id} is not in the ledger")
     problems += [f"claim {claim_id} was paid out but is not marked paid" for claim_id in payouts]
+    return problems
+
+
+def _receivables(session: Session) -> list[str]:
+    """What the ledger says members still owe equals the charges not collected, per plan."""
+    problems = []
+    for plan in session.exec(select(SharingCycle.plan).distinct()).all():
+        account = f"receivable:{plan}"
+        debited = session.exec(
+            select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
+                LedgerEntry.debit == account
+            )
+        ).one()
+        credited = session.exec(
+            select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
+                LedgerEntry.credit == account
+            )
+        ).one()
+        outstanding = session.exec(
+            select(func.coalesce(func.sum(Charge.amount_fen - Charge.collected_fen), 0))
+            .join(SharingCycle, col(SharingCycle.id) == Charge.cycle_id)
+            .where(SharingCycle.plan == plan, SharingCycle.status == CycleStatus.CLOSED)
+        ).one()
+        if debited - credited != outstanding:
+            problems.append(
+                f"{plan}: the ledger's receivable is {debited - credited} fen "
+                f"but {outstanding} fen of charges are uncollected"
+            )
     return problems
 
 
@@ -142,6 +181,15 @@ def _check_cycle(session: Session, cycle: SharingCycle, surplus_carried: int) ->
         problems.append(f"members were charged unequal shares ({low} to {top} fen)")
     if odd:
         problems.append(f"{odd} charges were collected in part or more than once")
+    if cycle.arrears_settled_at is not None:
+        unanswered = session.exec(
+            select(func.count()).where(
+                Charge.cycle_id == cycle.id,
+                col(Charge.debit_status).in_([DebitStatus.DUE, DebitStatus.SENDING]),
+            )
+        ).one()
+        if unanswered:
+            problems.append(f"{unanswered} debits have no answer after the window closed")
     if cycle.share_fen:
         expect("charge rows", cycle.sharing_members, rows)
     expect("charged", cycle.charged_fen, charged)
@@ -166,11 +214,11 @@ def _check_ledger(session: Session, cycle: SharingCycle, collected: int) -> list
         for e in session.exec(select(LedgerEntry).where(LedgerEntry.cycle_id == cycle.id)).all()
     }
     problems = []
-    # Collected money: every debit the provider confirmed, booked from members to cash.
-    debits = [e for k, e in list(entries.items()) if k.startswith(("collect:", "settle:"))]
+    # Collected money: every debit the provider confirmed, booked from the receivable to cash.
+    debits = [e for k, e in list(entries.items()) if k.startswith("debits:")]
     for entry in debits:
         entries.pop(entry.key)
-        if (entry.debit, entry.credit) != (f"cash:{cycle.plan}", f"members:{cycle.plan}"):
+        if (entry.debit, entry.credit) != (f"cash:{cycle.plan}", f"receivable:{cycle.plan}"):
             problems.append(f"ledger {entry.key}: books {entry.credit} -> {entry.debit}")
     booked = sum(e.amount_fen for e in debits)
     if booked != collected:

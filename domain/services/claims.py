@@ -29,7 +29,7 @@ from domain.plans import get_plan
 from domain.records import Evidence
 from domain.services.events import move
 from domain.services.members import exit_moment
-from domain.services.payments import create_refund
+from domain.services.payments import refund_waiting_period_shares
 from domain.services.store import insert_ignoring_duplicates, load_for_update
 
 MAX_ATTEMPTS = 5
@@ -126,7 +126,7 @@ def reject(
             member.exit_reason = ENDS_MEMBERSHIP[reason]
             session.add(member)
         if member is not None and reason == Reason.INSIDE_WAITING_PERIOD:
-            create_refund(session, member, now)
+            refund_waiting_period_shares(session, [member.id], now)
 
 
 def accept(session: Session, claim_id: int, now: datetime) -> Claim:

@@ -187,10 +187,14 @@ def charge_chunk(session: Session, cycle_id: int, chunk_no: int, now: datetime) 
         shares_at(cycle.cutoff_at),
     )
     amount, subsidy, source = _charge_columns(session, cycle, low, high)
-    rows = source.add_columns(literal(cycle_id), Member.id, amount, subsidy).where(*in_chunk)
-    session.execute(
-        insert(Charge).from_select(["cycle_id", "member_id", "amount_fen", "subsidy_fen"], rows)
+    # The paying account (the payer's member id, or one's own) is fixed with the charge, so
+    # collection batches select by an index instead of working it out per row.
+    account = func.coalesce(Member.payer_id, Member.id)
+    rows = source.add_columns(literal(cycle_id), Member.id, account, amount, subsidy).where(
+        *in_chunk
     )
+    columns = ["cycle_id", "member_id", "account_id", "amount_fen", "subsidy_fen"]
+    session.execute(insert(Charge).from_select(columns, rows))
     count, total, subsidies = session.exec(
         select(func.count(), func.sum(Charge.amount_fen), func.sum(Charge.subsidy_fen)).where(
             Charge.cycle_id == cycle_id, col(Charge.member_id).between(low, high)
@@ -271,18 +275,21 @@ def finalise(session: Session, cycle_id: int, now: datetime) -> SharingCycle | N
 
 
 def ledger_movements(cycle: SharingCycle) -> list[tuple[str, str, str, int]]:
-    """The cycle's double entries (key suffix, debit, credit, amount): all flow through its pool,
-    which must end at zero: charges + subsidy + surplus in = aid + fee + surplus out."""
+    """The cycle's double entries (key suffix, debit, credit, amount). Its pool takes what is
+    owed (members' charges, the platform's subsidy, the surplus carried in) and gives it to
+    what is owed out (the patients' aid, the fee, the surplus carried out): it must end at zero.
+    Members' charges become a receivable, cleared as debits are collected into cash; the aid
+    becomes a payable, cleared as patients are paid out of cash."""
     pool = f"pool:{cycle.plan}:{cycle.id}"
     surplus = f"surplus:{cycle.plan}"
     return [
-        ("charges", pool, f"members:{cycle.plan}", cycle.charged_fen),
-        ("cap-subsidy", pool, "platform", cycle.cap_subsidy_fen),
-        ("annual-cap-subsidy", pool, "platform", cycle.annual_cap_subsidy_fen),
-        ("surplus-in", pool, surplus, cycle.surplus_in_fen),
-        ("aid", f"aid-payable:{cycle.plan}", pool, cycle.aid_fen),
-        ("fee", "fee-income", pool, cycle.fee_fen),
-        ("surplus-out", surplus, pool, cycle.surplus_out_fen),
+        ("charges", f"receivable:{cycle.plan}", pool, cycle.charged_fen),
+        ("cap-subsidy", "platform-subsidy", pool, cycle.cap_subsidy_fen),
+        ("annual-cap-subsidy", "platform-subsidy", pool, cycle.annual_cap_subsidy_fen),
+        ("surplus-in", surplus, pool, cycle.surplus_in_fen),
+        ("aid", pool, f"aid-payable:{cycle.plan}", cycle.aid_fen),
+        ("fee", pool, "fee-income", cycle.fee_fen),
+        ("surplus-out", pool, surplus, cycle.surplus_out_fen),
     ]
 
 

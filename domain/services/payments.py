@@ -6,10 +6,11 @@ answer. A redelivered step re-sends the same keys, and the provider answers with
 money again.
 """
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, String, cast, literal, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 from sqlmodel import insert as _insert
@@ -28,6 +29,7 @@ from domain.models import (
     Payout,
     PayoutStatus,
     SharingCycle,
+    UTCDateTime,
 )
 from domain.money import ceil_div
 from domain.services.events import move
@@ -45,6 +47,9 @@ class Debit:
     amount_fen: int
 
 
+UNANSWERED = (DebitStatus.DUE, DebitStatus.SENDING)
+
+
 def retry_deadline(announce_on: date) -> datetime:
     """Failed debits are retried until 00:00 two days before the next charge day."""
     return start_of_day(charge_day(next_announcement_day(announce_on)) - timedelta(days=2))
@@ -52,10 +57,11 @@ def retry_deadline(announce_on: date) -> datetime:
 
 def open_round(session: Session, cycle_id: int, at: datetime, batch_size: int) -> tuple[int, int]:
     """Start the next round of debits of a closed cycle when one is due; returns the current
-    round and its number of batches (0 when there is nothing to send).
+    round and its number of batches (0 when the collection is over).
 
     Round 1 is the charge day's collection. A retry round starts at most once a day, while the
-    window is open, when the previous round has finished and some debits failed.
+    window is open, when some debits failed. Every round's batches also re-send, under their
+    stored keys, the debits still waiting for an answer.
     """
     cycle = load_for_update(session, SharingCycle, cycle_id)
     if cycle is None or cycle.status != CycleStatus.CLOSED or cycle.arrears_settled_at:
@@ -64,14 +70,14 @@ def open_round(session: Session, cycle_id: int, at: datetime, batch_size: int) -
         cycle.collection_round = 1
         cycle.retry_until = retry_deadline(cycle.announce_on)
         cycle.collection_round_on = local_date(at)
+        low, high = _account_span(session, cycle_id)
+        cycle.debit_batch_size, cycle.first_account_id = batch_size, low
+        cycle.debit_batches = ceil_div(high - low + 1, batch_size) if high else 0
     elif _retry_due(session, cycle, at):
         cycle.collection_round += 1
         cycle.collection_round_on = local_date(at)
     session.add(cycle)
-    low, high = _account_span(session, cycle_id)
-    batches = ceil_div(high - low + 1, batch_size) if high else 0
-    cycle.debit_batch_size, cycle.first_account_id = batch_size, low
-    return cycle.collection_round, batches
+    return cycle.collection_round, cycle.debit_batches
 
 
 def _retry_due(session: Session, cycle: SharingCycle, at: datetime) -> bool:
@@ -79,124 +85,147 @@ def _retry_due(session: Session, cycle: SharingCycle, at: datetime) -> bool:
         return False
     if cycle.collection_round_on and local_date(at) <= cycle.collection_round_on:
         return False
-    counts = dict(
-        session.exec(
-            select(Charge.debit_status, func.count())
-            .where(Charge.cycle_id == cycle.id)
-            .group_by(Charge.debit_status)
-        ).all()
-    )
-    unfinished = counts.get(DebitStatus.DUE, 0) + counts.get(DebitStatus.SENDING, 0)
-    return not unfinished and counts.get(DebitStatus.FAILED, 0) > 0
+    return _count(session, cycle.id, [DebitStatus.FAILED]) > 0
+
+
+def _count(session: Session, cycle_id: int, statuses) -> int:
+    return session.exec(
+        select(func.count()).where(
+            Charge.cycle_id == cycle_id, col(Charge.debit_status).in_(list(statuses))
+        )
+    ).one()
 
 
 def _account_span(session: Session, cycle_id: int) -> tuple[int, int]:
-    """Lowest and highest paying account (the payer's member id, or one's own) of a cycle."""
-    account_id = func.coalesce(Member.payer_id, Member.id)
     low, high = session.exec(
-        select(func.min(account_id), func.max(account_id))
-        .join(Charge, col(Charge.member_id) == Member.id)
-        .where(Charge.cycle_id == cycle_id)
+        select(func.min(Charge.account_id), func.max(Charge.account_id)).where(
+            Charge.cycle_id == cycle_id
+        )
     ).one()
     return low or 0, high or 0
+
+
+def _key(kind: str, attempt) -> ColumnElement[str]:
+    """'<kind>:<cycle>:<member>:<attempt>', built in SQL for a whole set of charges at once."""
+    return (
+        literal(f"{kind}:")
+        + cast(Charge.cycle_id, String)
+        + literal(":")
+        + cast(Charge.member_id, String)
+        + literal(":")
+        + cast(attempt, String)
+    )
 
 
 def claim_batch(session: Session, cycle_id: int, batch_no: int, round_no: int) -> list[Debit]:
     """Fix the debits of one batch of payer accounts for this round, in the order they must be
     taken: each account's payer first, then the family in order of joining.
 
-    Charges not yet tried in this round become 'sending' with the round in their key; charges
-    already sending (a redelivered batch) keep their key. Zero charges (cut to nothing by the
-    annual cap) are collected at once.
+    Charges not yet tried in this round get their key for it and become 'sending'; charges
+    already sending (a redelivery, or a request whose answer was lost) keep their stored key.
+    Zero charges (cut to nothing by the annual cap) are collected at once.
     """
     cycle = session.get(SharingCycle, cycle_id)
     if cycle is None or round_no != cycle.collection_round or cycle.arrears_settled_at:
         return []
     low = cycle.first_account_id + batch_no * cycle.debit_batch_size
-    high = low + cycle.debit_batch_size - 1
-    account_id = func.coalesce(Member.payer_id, Member.id)
-    in_batch = select(Member.id).where(account_id.between(low, high))
-    base = update(Charge).where(Charge.cycle_id == cycle_id, col(Charge.member_id).in_(in_batch))
-    session.execute(
-        base.where(Charge.amount_fen == 0, Charge.debit_status == DebitStatus.DUE).values(
-            debit_status=DebitStatus.COLLECTED
-        )
+    in_batch = (
+        Charge.cycle_id == cycle_id,
+        col(Charge.account_id).between(low, low + cycle.debit_batch_size - 1),
     )
     session.execute(
-        base.where(
+        update(Charge)
+        .where(*in_batch, Charge.amount_fen == 0, Charge.debit_status == DebitStatus.DUE)
+        .values(debit_status=DebitStatus.COLLECTED)
+    )
+    session.execute(
+        update(Charge)
+        .where(
+            *in_batch,
             col(Charge.debit_status).in_([DebitStatus.DUE, DebitStatus.FAILED]),
             col(Charge.debit_attempts) < round_no,
-        ).values(debit_status=DebitStatus.SENDING, debit_attempts=round_no)
-    )
-    rows = session.exec(
-        select(Charge.member_id, Charge.amount_fen, Charge.debit_attempts, Account.member_ref)
-        .join(Member, col(Member.id) == Charge.member_id)
-        .join(Account, col(Account.id) == account_id)
-        .where(
-            Charge.cycle_id == cycle_id,
-            Charge.debit_status == DebitStatus.SENDING,
-            account_id.between(low, high),
         )
-        .order_by(account_id, col(Member.id) != account_id, Member.joined_at, Member.id)
+        .values(
+            debit_status=DebitStatus.SENDING,
+            debit_attempts=round_no,
+            debit_key=_key("charge", literal(round_no)),
+        )
+    )
+    return _sending(session, *in_batch)
+
+
+def _sending(session: Session, *where) -> list[Debit]:
+    rows = session.exec(
+        select(
+            Charge.cycle_id,
+            Charge.member_id,
+            Charge.debit_key,
+            Charge.amount_fen,
+            Account.member_ref,
+        )
+        .join(Member, col(Member.id) == Charge.member_id)
+        .join(Account, col(Account.id) == Charge.account_id)
+        .where(*where, Charge.debit_status == DebitStatus.SENDING)
+        .order_by(
+            Charge.cycle_id,
+            Charge.account_id,
+            col(Member.id) != Charge.account_id,
+            Member.joined_at,
+            Member.id,
+        )
     ).all()
-    return [
-        Debit(cycle_id, member_id, f"charge:{cycle_id}:{member_id}:{attempt}", account, amount)
-        for member_id, amount, attempt, account in rows
-    ]
+    return [Debit(c, m, str(key), account, amount) for c, m, key, amount, account in rows]
 
 
 def claim_arrears(session: Session, plan: str, member_ref: str) -> list[Debit]:
-    """Fix a new debit of every unpaid charge on a member's paying account (their own and the
-    family's they pay for), oldest cycle first; keys of the 'settle' kind, one per attempt."""
+    """Fix a debit of every charge left unpaid on a member's paying account (their own and the
+    family's they pay for) in cycles whose collection window has closed; debits of such charges
+    already in flight are sent again under their stored key."""
     member = session.exec(
         select(Member).where(Member.plan == plan, Member.member_ref == member_ref)
     ).first()
     if member is None:
         raise LookupError(f"{member_ref} is not a member of {plan}")
-    account_id = member.payer_id or member.id
-    on_account = select(Member.id).where(func.coalesce(Member.payer_id, Member.id) == account_id)
+    closed = select(SharingCycle.id).where(col(SharingCycle.arrears_settled_at).is_not(None))
+    mine = (
+        Charge.account_id == (member.payer_id or member.id),
+        col(Charge.cycle_id).in_(closed),
+    )
     session.execute(
         update(Charge)
-        .where(Charge.debit_status == DebitStatus.FAILED, col(Charge.member_id).in_(on_account))
-        .values(debit_status=DebitStatus.SENDING, debit_attempts=Charge.debit_attempts + 1)
+        .where(*mine, col(Charge.debit_status).in_([DebitStatus.FAILED, DebitStatus.DUE]))
+        .values(
+            debit_status=DebitStatus.SENDING,
+            debit_attempts=Charge.debit_attempts + 1,
+            debit_key=_key("settle", Charge.debit_attempts + 1),
+        )
     )
-    account = session.get(Member, account_id)
-    assert account is not None
-    rows = session.exec(
-        select(Charge.cycle_id, Charge.member_id, Charge.amount_fen, Charge.debit_attempts)
-        .where(Charge.debit_status == DebitStatus.SENDING, col(Charge.member_id).in_(on_account))
-        .order_by(Charge.cycle_id, col(Charge.member_id) != account_id, Charge.member_id)
-    ).all()
-    return [
-        Debit(c, m, f"settle:{c}:{m}:{attempt}", account.member_ref, amount)
-        for c, m, amount, attempt in rows
-    ]
+    return _sending(session, *mine)
 
 
-def record_debits(
-    session: Session, debits: list[Debit], succeeded: set[str], now: datetime, ledger_key: str
-) -> int:
-    """Record the provider's answers; returns the fen collected. Only rows still 'sending' move,
-    so recording the same answer twice changes nothing. One ledger entry per cycle."""
+def record_debits(session: Session, debits: list[Debit], succeeded: set[str], now: datetime) -> int:
+    """Record the provider's answers; returns the fen collected. A row moves only if it still
+    waits on the very key that was answered, so an answer recorded twice, or a stale answer to
+    an older attempt, changes nothing. One ledger entry per cycle and set of debits."""
     collected = 0
     for cycle_id in sorted({d.cycle_id for d in debits}):
-        mine = [d for d in debits if d.cycle_id == cycle_id]
-        won = [d.member_id for d in mine if d.key in succeeded]
-        lost = [d.member_id for d in mine if d.key not in succeeded]
-        sending = update(Charge).where(
-            Charge.cycle_id == cycle_id, Charge.debit_status == DebitStatus.SENDING
+        won = [d.key for d in debits if d.cycle_id == cycle_id and d.key in succeeded]
+        lost = [d.key for d in debits if d.cycle_id == cycle_id and d.key not in succeeded]
+        waiting = (
+            Charge.cycle_id == cycle_id,
+            Charge.debit_status == DebitStatus.SENDING,
         )
         amount = 0
         if won:
             amount = session.exec(
                 select(func.coalesce(func.sum(Charge.amount_fen), 0)).where(
-                    Charge.cycle_id == cycle_id,
-                    Charge.debit_status == DebitStatus.SENDING,
-                    col(Charge.member_id).in_(won),
+                    *waiting, col(Charge.debit_key).in_(won)
                 )
             ).one()
             session.execute(
-                sending.where(col(Charge.member_id).in_(won)).values(
+                update(Charge)
+                .where(*waiting, col(Charge.debit_key).in_(won))
+                .values(
                     debit_status=DebitStatus.COLLECTED,
                     collected_fen=Charge.amount_fen,
                     debited_at=now,
@@ -204,22 +233,24 @@ def record_debits(
             )
         if lost:
             session.execute(
-                sending.where(col(Charge.member_id).in_(lost)).values(
-                    debit_status=DebitStatus.FAILED
-                )
+                update(Charge)
+                .where(*waiting, col(Charge.debit_key).in_(lost))
+                .values(debit_status=DebitStatus.FAILED)
             )
         if amount:
             plan = session.get(SharingCycle, cycle_id).plan  # type: ignore[union-attr]
+            digest = hashlib.sha256("\n".join(sorted(won)).encode()).hexdigest()[:24]
             book(
                 session,
-                f"{ledger_key}:{cycle_id}",
-                debit=f"cash:{plan}",
-                credit=f"members:{plan}",
-                amount_fen=amount,
-                at=now,
+                f"debits:{cycle_id}:{digest}",
+                f"cash:{plan}",
+                f"receivable:{plan}",
+                amount,
+                now,
                 cycle_id=cycle_id,
             )
-        collected += amount
+        collected += int(amount)
+    refund_waiting_period_shares(session, [d.member_id for d in debits if d.key in succeeded], now)
     return collected
 
 
@@ -249,15 +280,16 @@ def book(
 
 
 def close_window(session: Session, cycle_id: int, at: datetime) -> list[int]:
-    """Once the retry window has closed: what is still unpaid stays as arrears, and members
-    unpaid in this cycle and the plan's previous one are removed, each with an event saying why.
-    Returns the removed member ids; does nothing before the window closes or a second time."""
+    """Once the retry window has closed and every debit has its answer: what is still unpaid
+    stays as arrears, and members whose debits failed in this cycle and in the plan's previous
+    one are removed, each with an event saying why. Returns the removed member ids."""
     cycle = load_for_update(session, SharingCycle, cycle_id)
     if (
         cycle is None
         or cycle.retry_until is None
         or at < cycle.retry_until
         or cycle.arrears_settled_at is not None
+        or _count(session, cycle_id, UNANSWERED)
     ):
         return []
     cycle.arrears_settled_at = at
@@ -273,8 +305,8 @@ def close_window(session: Session, cycle_id: int, at: datetime) -> list[int]:
     ).first()
     if previous is None:
         return []
-    unpaid_before = select(Charge.member_id).where(
-        Charge.cycle_id == previous, Charge.debit_status != DebitStatus.COLLECTED
+    failed_before = select(Charge.member_id).where(
+        Charge.cycle_id == previous, Charge.debit_status == DebitStatus.FAILED
     )
     removed = list(
         session.exec(
@@ -282,8 +314,8 @@ def close_window(session: Session, cycle_id: int, at: datetime) -> list[int]:
             .join(Member, col(Member.id) == Charge.member_id)
             .where(
                 Charge.cycle_id == cycle_id,
-                Charge.debit_status != DebitStatus.COLLECTED,
-                col(Charge.member_id).in_(unpaid_before),
+                Charge.debit_status == DebitStatus.FAILED,
+                col(Charge.member_id).in_(failed_before),
                 col(Member.exited_at).is_(None),
             )
         ).all()
@@ -330,31 +362,48 @@ def create_cycle_payouts(session: Session, cycle_id: int, now: datetime) -> list
     return pending_payouts(session, cycle_id=cycle_id)
 
 
-def create_refund(session: Session, member: Member, now: datetime) -> None:
-    """Refund, without interest, what a member paid in this plan: their illness began inside
-    the waiting period, so the plan never covered them. Paid to the account that paid."""
-    paid = session.exec(
-        select(func.coalesce(func.sum(Charge.collected_fen), 0))
-        .join(SharingCycle, col(SharingCycle.id) == Charge.cycle_id)
-        .where(Charge.member_id == member.id, SharingCycle.plan == member.plan)
-    ).one()
-    if not paid:
+def refund_waiting_period_shares(session: Session, member_ids: list[int], now: datetime) -> None:
+    """Refund, without interest, every share collected from these members if their illness
+    began inside the waiting period (the plan never covered them): one payout per charge, to
+    the account that paid it, whenever the charge was collected."""
+    if not member_ids:
         return
-    account = session.get(Member, member.payer_id) if member.payer_id else member
-    assert account is not None
-    session.execute(
-        insert_ignoring_duplicates(session, Payout).values(
-            key=f"refund:{member.plan}:{member.id}",
-            purpose="refund",
-            plan=member.plan,
-            member_id=member.id,
-            account=account.member_ref,
-            amount_fen=paid,
-            status=PayoutStatus.PENDING,
-            attempts=0,
-            created_at=now,
+    rows = (
+        select(
+            literal("refund:")
+            + cast(Charge.cycle_id, String)
+            + literal(":")
+            + cast(Charge.member_id, String),
+            literal("refund"),
+            Member.plan,
+            Member.id,
+            Account.member_ref,
+            Charge.collected_fen,
+            literal(PayoutStatus.PENDING),
+            literal(0),
+            literal(now, UTCDateTime),
+        )
+        .join(Member, col(Member.id) == Charge.member_id)
+        .join(Account, col(Account.id) == Charge.account_id)
+        .where(
+            col(Charge.member_id).in_(member_ids),
+            Charge.debit_status == DebitStatus.COLLECTED,
+            Charge.collected_fen > 0,
+            Member.exit_reason == ExitReason.WAITING_PERIOD_ILLNESS,
         )
     )
+    columns = [
+        "key",
+        "purpose",
+        "plan",
+        "member_id",
+        "account",
+        "amount_fen",
+        "status",
+        "attempts",
+        "created_at",
+    ]
+    session.execute(insert_ignoring_duplicates(session, Payout).from_select(columns, rows))
 
 
 def pending_payouts(session: Session, cycle_id: int | None = None, limit: int = 1000) -> list[int]:

@@ -122,7 +122,11 @@ def test_the_charging_sql_applies_the_annual_cap_exactly_as_the_formula(stack):
         session.flush()
         paid_before = [18_800, 18_797, 18_790, 0, 18_799, 5]
         for member_id, paid in zip(ids, paid_before, strict=True):
-            session.add(Charge(cycle_id=earlier.id, member_id=member_id, amount_fen=paid))
+            session.add(
+                Charge(
+                    cycle_id=earlier.id, member_id=member_id, account_id=member_id, amount_fen=paid
+                )
+            )
     claim_id = record(submission("good", "C0005", "C73"))
     for function in (claim_service.accept, review_by_records, claim_service.schedule):
         step(function, claim_id)
