@@ -25,6 +25,7 @@ from domain.models import (
     SharingCycle,
 )
 from domain.plans import get_plan
+from domain.services import events
 from domain.services.claims import find_claim, reject
 from domain.services.events import move
 from domain.services.store import insert_ignoring_duplicates, load_for_update
@@ -76,10 +77,11 @@ def file_objection(
         raise Refused("this member has already objected to this case (once per case)")
     session.add(objection)
     session.flush()
+    objector_actor, what = f"member:{member_ref}", f"objection {objection.id}"
     if claim.state == State.ANNOUNCED:
-        move(
-            session, claim, State.OBJECTED, f"member:{member_ref}", at, f"objection {objection.id}"
-        )
+        move(session, claim, State.OBJECTED, objector_actor, at, what)
+    else:
+        events.note(session, claim, objector_actor, at, what)
     return objection
 
 
@@ -142,6 +144,9 @@ def request_jury(session: Session, submission_id: str, at: datetime) -> JuryCase
     )
     session.add(case)
     session.flush()
+    events.note(
+        session, claim, "applicant", at, f"jury {case.id} asked; votes until {case.closes_at}"
+    )
     return case
 
 
@@ -210,8 +215,7 @@ def close_due_juries(session: Session, at: datetime) -> list[int]:
             move(session, claim, State.APPROVED, "jury", at, verdict)
             approved.append(claim.id)
         else:
-            claim.reason_detail = f"{claim.reason_detail or ''}; {verdict}"[-500:]
-            session.add(claim)
+            events.note(session, claim, "jury", at, verdict)
     return approved
 
 

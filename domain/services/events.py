@@ -32,3 +32,17 @@ def move(
     claim.updated_at = now
     claim.attempts = 0
     session.add(claim)
+
+
+def note(session: Session, claim: Claim, actor: str, now: datetime, reason: str) -> None:
+    """An event that changes no state (an objection, a jury asked for or counted)."""
+    session.add(
+        ClaimEvent(
+            claim_id=claim.id,
+            at=now,
+            actor=actor,
+            from_state=claim.state,
+            to_state=claim.state,
+            reason=reason[:500],
+        )
+    )
