@@ -2,8 +2,9 @@
 
 from sqlalchemy import Engine
 
+from broker import migrate
 from broker.settings import get_settings
-from domain.db import create_schema, make_engine
+from domain.db import make_engine
 
 _engine: Engine | None = None
 
@@ -28,6 +29,7 @@ def forget_engine() -> None:
 
 
 def upgrade() -> str:
-    """Create or upgrade the schema at the configured database; returns its URL (no password)."""
-    create_schema(engine())
+    """Bring the schema at the configured database to the latest migration; returns its URL
+    (without a password)."""
+    migrate.upgrade(engine())
     return engine().url.render_as_string(hide_password=True)
