@@ -95,7 +95,10 @@ def db_upgrade(as_json: bool = JSON_OPTION) -> None:
     try:
         url = upgrade()
     except OperationalError as error:
-        fail(f"cannot reach the database: {error.orig}", "check HUZHU_DATABASE_URL")
+        fail(
+            f"the database refused the upgrade: {error.orig}",
+            "check HUZHU_DATABASE_URL; a schema made without migrations must be recreated",
+        )
     if as_json:
         print_json({"database": url, "upgraded": True})
     else:

@@ -9,11 +9,13 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from sqlalchemy import text
 
 from broker.app import reconfigure
 from broker.database import engine
+from broker.migrate import upgrade
 from broker.settings import Settings
-from domain.db import create_schema, drop_schema
+from domain.db import drop_schema
 from tests.integration.support import Stack, run_worker
 
 PG_ADMIN = os.environ.get("HUZHU_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -56,7 +58,9 @@ def make_stack(name: str, tmp: Path, postgres_url: str, redis_url: str) -> Stack
         settings = Settings(data_dir=tmp, chunk_size=50)
     reconfigure(settings)
     drop_schema(engine())
-    create_schema(engine())
+    with engine().begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    upgrade(engine())  # the schema as an operator gets it: by the migrations
     return Stack(name, settings)
 
 
