@@ -15,6 +15,7 @@ from broker.submit import send_step, submit_claim
 from cli import operations
 from cli.demo import demo
 from cli.disputes import announcements_app, jury_app, objections_app
+from cli.fleet import fleet_app
 from cli.output import (
     JSON_OPTION,
     console,
@@ -53,6 +54,7 @@ app.add_typer(cycle_app, name="cycle")
 app.add_typer(announcements_app, name="announcements")
 app.add_typer(objections_app, name="objections")
 app.add_typer(jury_app, name="jury")
+app.add_typer(fleet_app, name="fleet")
 
 MEMBER_COLUMNS = ["member_ref", "plan", "birth_date", "sex", "province", "joined_at"]
 OPTIONAL_COLUMNS = [

@@ -1,0 +1,157 @@
+"""`huzhu fleet up`: the compose topology as local processes, for a machine without Docker.
+
+One worker per queue, exactly one beat, Flower, and the two sandboxes, against the configured
+database and broker; stopped together, workers first given time for a warm shutdown.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from broker.database import upgrade
+from broker.settings import get_settings
+from cli.output import console, fail, print_json, table
+
+fleet_app = typer.Typer(help="Run the worker fleet as local processes.", no_args_is_help=True)
+
+# Concurrency per queue: intake and announce are short database steps; review waits on the
+# hospital; cycle and payments move money in large set-based steps, so fewer at a time.
+WORKERS = {"intake": 4, "review": 4, "announce": 2, "cycle": 2, "payments": 2}
+GRACE_SECONDS = 30
+
+
+def _commands(flower_port: int, hospital_port: int, payments_port: int, sandboxes: bool) -> dict:
+    python = sys.executable
+    celery = [python, "-m", "celery", "-A", "workers"]
+    commands = {
+        f"worker-{queue}": [
+            *celery,
+            "worker",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@%h",
+            "-E",
+            "-l",
+            "info",
+            "-c",
+            str(concurrency),
+            "--prefetch-multiplier",
+            "1",
+        ]
+        for queue, concurrency in WORKERS.items()
+    }
+    commands["beat"] = [*celery, "beat", "-l", "info"]
+    commands["flower"] = [
+        *celery,
+        "flower",
+        "--address=127.0.0.1",
+        f"--port={flower_port}",
+        "--persistent=True",
+        f"--db={get_settings().data_dir / 'flower.db'}",
+        # No args, kwargs or result columns: they are ids here, but nothing else ever shows.
+        "--tasks_columns=name,uuid,state,received,started,runtime,worker",
+    ]
+    if sandboxes:
+        commands["sandbox-hospital"] = [
+            python,
+            "-m",
+            "sandbox",
+            "hospital",
+            "--port",
+            str(hospital_port),
+        ]
+        commands["sandbox-payments"] = [
+            python,
+            "-m",
+            "sandbox",
+            "payments",
+            "--port",
+            str(payments_port),
+        ]
+    return commands
+
+
+@fleet_app.command("up")
+def up(
+    flower_port: Annotated[int, typer.Option(help="Flower's port on 127.0.0.1.")] = 5555,
+    hospital_port: Annotated[int, typer.Option(help="The hospital sandbox's port.")] = 8081,
+    payments_port: Annotated[int, typer.Option(help="The payments sandbox's port.")] = 8082,
+    sandboxes: Annotated[
+        bool, typer.Option(help="Start the sandboxes (else set the URLs).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the processes as JSON.")] = False,
+) -> None:
+    """Migrate the database, then run the fleet until interrupted (Ctrl-C or SIGTERM)."""
+    settings = get_settings()
+    if not os.environ.get("FLOWER_BASIC_AUTH"):
+        fail(
+            "FLOWER_BASIC_AUTH is not set",
+            "export FLOWER_BASIC_AUTH=user:password (Flower's API needs it)",
+        )
+    if not settings.database_url or not settings.broker_url:
+        fail(
+            "the fleet runs on PostgreSQL and Redis", "set HUZHU_DATABASE_URL and HUZHU_BROKER_URL"
+        )
+    upgrade()
+    env = dict(os.environ)
+    if sandboxes:
+        env["HUZHU_HOSPITAL_URL"] = f"http://127.0.0.1:{hospital_port}"
+        env["HUZHU_PAYMENTS_URL"] = f"http://127.0.0.1:{payments_port}"
+    logs = settings.data_dir / "fleet"
+    logs.mkdir(parents=True, exist_ok=True)
+    running = {
+        name: _start(command, env, logs / f"{name}.log")
+        for name, command in _commands(flower_port, hospital_port, payments_port, sandboxes).items()
+    }
+    listing = [
+        {"process": n, "pid": p.pid, "log": str(logs / f"{n}.log")} for n, p in running.items()
+    ]
+    if as_json:
+        print_json({"processes": listing, "flower": f"http://127.0.0.1:{flower_port}"})
+    else:
+        console.print(
+            table("fleet", ["process", "pid", "log"], [list(r.values()) for r in listing])
+        )
+        console.print(f"Flower: http://127.0.0.1:{flower_port}  (Ctrl-C stops the fleet)")
+    sys.stdout.flush()
+    _wait_then_stop(running)
+
+
+def _start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with log.open("a") as output:
+        return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+def _wait_then_stop(running: dict[str, subprocess.Popen]) -> None:
+    stopping = False
+
+    def stop(*_args) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        dead = [name for name, process in running.items() if process.poll() is not None]
+        if dead:
+            console.print(f"[red]{', '.join(dead)} stopped; stopping the fleet[/]")
+            break
+        time.sleep(0.5)
+    # Warm shutdown: workers finish their current task and hand back what they reserved.
+    for process in running.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for process in running.values():
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
