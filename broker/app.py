@@ -89,6 +89,15 @@ def configure(app: Celery, settings: Settings) -> None:
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         worker_hijack_root_logger=False,
     )
+    if settings.broker.startswith("redis"):
+        # One scheduler however many beats are started: redbeat keeps the schedule in Redis
+        # under a lock; a second beat waits for the lock instead of sending duplicates.
+        app.conf.update(
+            beat_scheduler="redbeat.RedBeatScheduler",
+            redbeat_redis_url=settings.broker,
+            redbeat_lock_timeout=150,
+            beat_max_loop_interval=30,
+        )
 
 
 app = Celery("huzhu")

@@ -42,6 +42,18 @@ def test_delivery_is_at_least_once_and_visible_to_flower():
     assert conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
 
 
+def test_beat_on_redis_is_a_single_instance_scheduler():
+    from celery import Celery
+
+    from broker.app import configure
+    from broker.settings import Settings
+
+    fleet = Celery("fleet-check")
+    configure(fleet, Settings(broker_url="redis://127.0.0.1:6379/0"))
+    assert fleet.conf.beat_scheduler == "redbeat.RedBeatScheduler"
+    assert fleet.conf.redbeat_lock_timeout < 300  # a dead beat's lock frees within minutes
+
+
 def test_importing_the_app_writes_nothing(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUZHU_")}
     subprocess.run(
