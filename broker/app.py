@@ -70,6 +70,8 @@ def configure(app: Celery, settings: Settings) -> None:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_timeout,
+        worker_enable_soft_shutdown_on_idle=True,
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=settings.task_time_limit - 60,
         task_serializer="json",

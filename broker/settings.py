@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # task's hard time limit so a running task is never started twice.
     visibility_timeout: int = 3600
     task_time_limit: int = 600
+    # On a cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT as in compose), running
+    # tasks get this long before their messages go back to the queue; below the stop grace.
+    worker_soft_shutdown_timeout: float = 30.0
     # How long a claim may sit in an intermediate state before the sweep sends its step again.
     stuck_after_seconds: int = 600
     # The hospital's FHIR R4 API and the payment provider; empty: the in-process sandboxes.
