@@ -43,10 +43,6 @@ def _make_sqlite_transactions_immediate(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
-
-
 def drop_schema(engine: Engine) -> None:
     SQLModel.metadata.drop_all(engine)
 
