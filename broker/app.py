@@ -98,6 +98,7 @@ def configure(app: Celery, settings: Settings) -> None:
             beat_scheduler="redbeat.RedBeatScheduler",
             redbeat_redis_url=settings.broker,
             redbeat_lock_timeout=150,
+            redbeat_redis_options={},
             beat_max_loop_interval=30,
         )
 

@@ -20,9 +20,16 @@ from cli.output import console, fail, print_json, table
 
 fleet_app = typer.Typer(help="Run the worker fleet as local processes.", no_args_is_help=True)
 
-# Concurrency per queue: intake and announce are short database steps; review waits on the
-# hospital; cycle and payments move money in large set-based steps, so fewer at a time.
-WORKERS = {"intake": 4, "review": 4, "announce": 2, "cycle": 2, "payments": 2}
+# (concurrency, prefetch) per queue, as in docker-compose.yml: intake and announce are short
+# database steps, a few prefetched; review waits on the hospital, so more children; cycle and
+# payments move money in large set-based steps; long, remote or money steps prefetch 1.
+WORKERS = {
+    "intake": (4, 4),
+    "review": (8, 1),
+    "announce": (4, 4),
+    "cycle": (2, 1),
+    "payments": (4, 1),
+}
 GRACE_SECONDS = 30
 
 
@@ -43,9 +50,9 @@ def _commands(flower_port: int, hospital_port: int, payments_port: int, sandboxe
             "-c",
             str(concurrency),
             "--prefetch-multiplier",
-            "1",
+            str(prefetch),
         ]
-        for queue, concurrency in WORKERS.items()
+        for queue, (concurrency, prefetch) in WORKERS.items()
     }
     commands["beat"] = [*celery, "beat", "-l", "info"]
     commands["flower"] = [

@@ -1,0 +1,49 @@
+# One image for every service of the fleet: the workers, beat, the schema migration, the
+# sandboxes and Flower (docker-compose.yml picks the command). No secret is baked in: the
+# database and broker URLs, passwords and Flower's credentials come from the environment.
+
+# --- build: install the project (not editable) into a virtual environment -------------------
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+# Only what `pip install .` reads: the metadata (README.md is the package's long description)
+# and the five packages; tests, .git and local data stay out of the image.
+COPY pyproject.toml README.md ./
+COPY domain/ domain/
+COPY broker/ broker/
+COPY workers/ workers/
+COPY cli/ cli/
+COPY sandbox/ sandbox/
+# Flower and the RedBeat scheduler come with the project's dependencies.
+RUN pip install .
+
+# --- runtime ------------------------------------------------------------------------------------
+FROM python:3.11-slim
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HUZHU_DATA_DIR=/var/lib/huzhu
+
+# A fixed numeric uid, so that an orchestrator can check "not root" without reading /etc/passwd.
+# /var/lib/huzhu: the data folder the app creates its files in (beat's local schedule, never
+# SQLite here); /data: Flower's state, a named volume that takes this ownership when first used.
+RUN groupadd --system --gid 10001 huzhu \
+    && useradd --system --uid 10001 --gid huzhu --home-dir /home/huzhu --create-home \
+        --shell /usr/sbin/nologin huzhu \
+    && mkdir -p /var/lib/huzhu /data \
+    && chown huzhu:huzhu /var/lib/huzhu /data
+
+COPY --from=build /opt/venv /opt/venv
+
+WORKDIR /home/huzhu
+USER 10001:10001
+
+CMD ["huzhu", "--help"]
