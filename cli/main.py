@@ -26,6 +26,7 @@ from cli.output import (
     progress,
     table,
 )
+from cli.simulate import forecast_command, simulate_command
 from domain.calendar import SHANGHAI
 from domain.claims import Reason, State
 from domain.db import transaction
@@ -405,3 +406,5 @@ def audit(as_json: bool = JSON_OPTION) -> None:
 
 
 app.command("demo")(demo)
+app.command("simulate")(simulate_command)
+app.command("forecast")(forecast_command)
