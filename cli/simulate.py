@@ -70,6 +70,10 @@ def simulate_command(
     members_end: Annotated[
         int, typer.Option("--members-end", help="Members at the end (linear growth).")
     ] = 20_000_000,
+    growth: Annotated[
+        str,
+        typer.Option("--growth", help="A growth curve instead: DATE:MEMBERS,DATE:MEMBERS,..."),
+    ] = "",
     start: Annotated[str, typer.Option("--start", help="First announcement day, YYYY-MM-DD.")] = "",
     cycles: Annotated[int, typer.Option("--cycles", min=1, help="Cycles to run (24 a year).")] = 24,
     incidence: Annotated[
@@ -105,11 +109,14 @@ def simulate_command(
             plan=get_plan(plan),
             first_announcement=first,
             cycles=cycles,
-            growth=((first - timedelta(days=365), members), (end, members_end)),
+            growth=_curve(growth)
+            if growth
+            else ((first - timedelta(days=365), members), (end, members_end)),
             incidence=incidence,
             sample=sample,
             seed=seed,
-            mild_share=0.2 if plan == "senior-cancer" else 0.0,
+            # The senior plan covers 60 to 70, a fifth of its cancers mild (an assumption).
+            **({"age_mix": {(60, 70): 1.0}, "mild_share": 0.2} if plan == "senior-cancer" else {}),
         )
         result = _run(scenario, as_json)
     comparison = _comparison(result) if check else None
@@ -186,6 +193,19 @@ def simulate_command(
                 [[r["figure"], r["simulated"], r["published"], r["ratio"]] for r in comparison],
             )
         )
+
+
+def _curve(text: str) -> tuple[tuple[date, int], ...]:
+    try:
+        points = [
+            (date.fromisoformat(d), int(n)) for d, n in (p.split(":") for p in text.split(","))
+        ]
+    except ValueError:
+        fail(
+            f"{text!r} is not a growth curve",
+            "write it like 2026-01-07:10000000,2026-12-21:20000000",
+        )
+    return tuple(sorted(points))
 
 
 def _comparison(result: Simulation) -> list[dict]:
