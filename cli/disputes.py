@@ -9,7 +9,7 @@ import typer
 from broker.database import engine
 from broker.submit import send_step
 from cli.announcement_page import render
-from cli.output import JSON_OPTION, console, fail, print_json, table, wait_for
+from cli.output import JSON_OPTION, console, fail, parse_moment, print_json, table, wait_for
 from domain.db import transaction
 from domain.money import yuan
 from domain.plans import load_plans
@@ -30,18 +30,6 @@ AtOption = Annotated[
     str, typer.Option("--at", help="The moment, ISO 8601 with offset; default now.")
 ]
 MemberOption = Annotated[str, typer.Option("--member", help="The member's reference.")]
-
-
-def _at(text: str) -> datetime:
-    if not text:
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"{text!r} is not an ISO 8601 date-time", "write it like 2026-12-08T10:00:00+08:00")
-    if moment.tzinfo is None:
-        fail(f"{text!r} has no timezone offset", "add one, e.g. +08:00 for Shanghai time")
-    return moment
 
 
 def _announcement(plan: str, cycle_id: int | None):
@@ -140,7 +128,9 @@ def objections_file(
     case goes to re-review."""
     try:
         with transaction(engine()) as session:
-            objection = disputes.file_objection(session, claim, member, reason, evidence, _at(at))
+            objection = disputes.file_objection(
+                session, claim, member, reason, evidence, parse_moment(at, default_now=True)
+            )
     except (claim_service.ClaimNotFound, disputes.Refused) as error:
         fail(str(error))
     if as_json:
@@ -180,7 +170,7 @@ def jury_request(
     """The applicant of a rejected claim asks for a jury of members."""
     try:
         with transaction(engine()) as session:
-            case = disputes.request_jury(session, claim, _at(at))
+            case = disputes.request_jury(session, claim, parse_moment(at, default_now=True))
     except (claim_service.ClaimNotFound, disputes.Refused) as error:
         fail(str(error))
     if as_json:
@@ -201,7 +191,9 @@ def jury_vote(
     not the applicant or their family."""
     try:
         with transaction(engine()) as session:
-            counted = disputes.cast_vote(session, case, member, support, _at(at))
+            counted = disputes.cast_vote(
+                session, case, member, support, parse_moment(at, default_now=True)
+            )
     except (LookupError, disputes.Refused) as error:
         fail(str(error).strip("'\""))
     if as_json:
@@ -215,7 +207,7 @@ def jury_vote(
 @jury_app.command("close")
 def jury_close(at: AtOption = "", timeout: float = 60.0, as_json: bool = JSON_OPTION) -> None:
     """Count the votes of every jury whose window has closed (what beat runs every 5 minutes)."""
-    moment = _at(at)
+    moment = parse_moment(at, default_now=True)
     send_step("close_juries", moment.isoformat())
 
     def counted() -> bool | None:

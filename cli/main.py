@@ -22,6 +22,7 @@ from cli.output import (
     cycle_figures,
     cycle_table,
     fail,
+    parse_moment,
     print_json,
     progress,
     table,
@@ -70,16 +71,6 @@ AtOption = Annotated[str, typer.Option("--at", help="The clock of the run, ISO 8
 WaitOption = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for the workers; 0 sends and returns.")
 ]
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"{text!r} is not an ISO 8601 date-time", "write it like 2026-12-07T00:00:00+08:00")
-    if moment.tzinfo is None:
-        fail(f"{text!r} has no timezone offset", "add one, e.g. +08:00 for Shanghai time")
-    return moment
 
 
 def _shanghai(moment: datetime) -> str:
@@ -170,7 +161,7 @@ def members_exit(
     member_ref: str, plan: PlanOption, at: AtOption = "", as_json: bool = JSON_OPTION
 ) -> None:
     """A member leaves the plan voluntarily (no refund; a member of the last cut-off still pays)."""
-    moment = _moment(at) if at else datetime.now(UTC)
+    moment = parse_moment(at, default_now=True)
     try:
         with transaction(engine()) as session:
             member = member_service.exit_member(session, _plan(plan), member_ref, moment)
@@ -327,7 +318,7 @@ def cycle_publish(
     plan: PlanOption, at: AtOption, timeout: WaitOption = 60.0, as_json: bool = JSON_OPTION
 ) -> None:
     """Publish the announcement (what beat runs on the 7th and 21st), with an explicit clock."""
-    moment = _moment(at)
+    moment = parse_moment(at)
     if timeout <= 0:
         send_step("publish_announcements", _plan(plan), moment.isoformat())
         return _sent(as_json, plan, "publish_announcements")
@@ -339,7 +330,7 @@ def cycle_close(
     plan: PlanOption, at: AtOption, timeout: WaitOption = 300.0, as_json: bool = JSON_OPTION
 ) -> None:
     """Close the cycle whose charge day it is (what beat runs on the 14th and 28th)."""
-    moment = _moment(at)
+    moment = parse_moment(at)
     if timeout <= 0:
         send_step("close_cycle", _plan(plan), moment.isoformat())
         return _sent(as_json, plan, "close_cycle")

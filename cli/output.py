@@ -4,6 +4,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -30,6 +31,19 @@ def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
     if hint:
         errors.print(f"[yellow]what to do:[/] {hint}")
     raise typer.Exit(code)
+
+
+def parse_moment(text: str, default_now: bool = False) -> datetime:
+    """An ISO 8601 moment with its offset from an option; now when empty and allowed."""
+    if not text and default_now:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{text!r} is not an ISO 8601 date-time", "write it like 2026-12-07T00:00:00+08:00")
+    if parsed.tzinfo is None:
+        fail(f"{text!r} has no timezone offset", "add one, e.g. +08:00 for Shanghai time")
+    return parsed
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:

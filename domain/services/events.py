@@ -18,16 +18,7 @@ def move(
 ) -> None:
     """Advance the claim and store the transition as an event."""
     check_transition(claim.state, target)
-    session.add(
-        ClaimEvent(
-            claim_id=claim.id,
-            at=now,
-            actor=actor,
-            from_state=claim.state,
-            to_state=target,
-            reason=reason[:500] if reason else None,
-        )
-    )
+    _event(session, claim, actor, now, target, reason)
     claim.state = target
     claim.updated_at = now
     claim.attempts = 0
@@ -36,13 +27,19 @@ def move(
 
 def note(session: Session, claim: Claim, actor: str, now: datetime, reason: str) -> None:
     """An event that changes no state (an objection, a jury asked for or counted)."""
+    _event(session, claim, actor, now, State(claim.state), reason)
+
+
+def _event(
+    session: Session, claim: Claim, actor: str, now: datetime, to: State, reason: str | None
+) -> None:
     session.add(
         ClaimEvent(
             claim_id=claim.id,
             at=now,
             actor=actor,
             from_state=claim.state,
-            to_state=claim.state,
-            reason=reason[:500],
+            to_state=to,
+            reason=reason[:500] if reason else None,
         )
     )
