@@ -4,6 +4,7 @@ One worker per queue, exactly one beat, Flower, and the two sandboxes, against t
 database and broker; stopped together, workers first given time for a warm shutdown.
 """
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -30,7 +31,9 @@ WORKERS = {
     "cycle": (2, 1),
     "payments": (4, 1),
 }
-GRACE_SECONDS = 30
+# Workers stop first: SIGTERM remapped to a cold shutdown gives running tasks the soft-shutdown
+# timeout (30 s), then hands their messages back; the rest of the fleet stops after.
+GRACE_SECONDS = 45
 
 
 def _commands(flower_port: int, hospital_port: int, payments_port: int, sandboxes: bool) -> dict:
@@ -107,7 +110,7 @@ def up(
             "the fleet runs on PostgreSQL and Redis", "set HUZHU_DATABASE_URL and HUZHU_BROKER_URL"
         )
     upgrade()
-    env = dict(os.environ)
+    env = dict(os.environ) | {"REMAP_SIGTERM": "SIGQUIT"}
     if sandboxes:
         env["HUZHU_HOSPITAL_URL"] = f"http://127.0.0.1:{hospital_port}"
         env["HUZHU_PAYMENTS_URL"] = f"http://127.0.0.1:{payments_port}"
@@ -133,7 +136,15 @@ def up(
 
 def _start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
     with log.open("a") as output:
-        return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if `huzhu fleet up` itself dies, so nothing is orphaned."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _wait_then_stop(running: dict[str, subprocess.Popen]) -> None:
@@ -151,12 +162,17 @@ def _wait_then_stop(running: dict[str, subprocess.Popen]) -> None:
             console.print(f"[red]{', '.join(dead)} stopped; stopping the fleet[/]")
             break
         time.sleep(0.5)
-    # Warm shutdown: workers finish their current task and hand back what they reserved.
-    for process in running.values():
+    workers = [p for name, p in running.items() if name.startswith("worker-")]
+    _stop(workers)
+    _stop([p for p in running.values() if p not in workers])
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
-    for process in running.values():
+    for process in processes:
         try:
             process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:

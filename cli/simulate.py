@@ -1,7 +1,7 @@
 """`huzhu simulate` and `huzhu forecast`: what members will pay, from the plan's own rules."""
 
 import dataclasses
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +9,7 @@ import typer
 
 from broker.database import engine
 from cli.output import JSON_OPTION, console, fail, print_json, progress, table
-from domain.calendar import announcement_day_on_or_before, next_announcement_day
+from domain.calendar import announcement_day_on_or_before, local_date, next_announcement_day
 from domain.db import transaction
 from domain.money import yuan
 from domain.plans import get_plan, load_plans
@@ -109,9 +109,10 @@ def simulate_command(
             plan=get_plan(plan),
             first_announcement=first,
             cycles=cycles,
+            # --members at the first announcement (members before it joined a year earlier).
             growth=_curve(growth)
             if growth
-            else ((first - timedelta(days=365), members), (end, members_end)),
+            else ((first - timedelta(days=365), members), (first, members), (end, members_end)),
             incidence=incidence,
             sample=sample,
             seed=seed,
@@ -284,7 +285,7 @@ def forecast_command(
     if plan not in load_plans():
         fail(f"unknown plan {plan!r}", f"use one of: {', '.join(load_plans())}")
     with transaction(engine()) as session:
-        estimate = forecast_share(session, plan, date.today())
+        estimate = forecast_share(session, plan, local_date(datetime.now(UTC)))
     if as_json:
         print_json(estimate)
         return

@@ -11,8 +11,8 @@ JUROR_MIN_AGE = 18
 JUROR_MIN_DAYS = 30
 # Rejections a jury may overturn: judgements of the illness or the evidence, not facts such as
 # an unknown member, a duplicate or dates outside the membership.
+# Not "not covered": the plan's list of illnesses is the members' contract, not a judgement.
 JURY_REASONS = {
-    Reason.NOT_COVERED,
     Reason.CRITERIA_NOT_MET,
     Reason.NOT_CONFIRMED_BY_RECORDS,
     Reason.UNDISCLOSED_CONDITION,

@@ -51,7 +51,8 @@ class CycleResult:
 @dataclass
 class Simulation:
     cycles: list[CycleResult]
-    # Per calendar year: what a member present all year paid, and the most any sampled member paid.
+    # Per calendar year: the shares asked of a member present all year (before the annual cap),
+    # and the most any sampled member actually paid (after it).
     year_share_fen: dict[int, int]
     year_max_member_fen: dict[int, int]
     year_cases: dict[int, int]
@@ -127,12 +128,12 @@ def simulate(scenario: Scenario, progress: Callable[[int], None] | None = None) 
         year = charge_day(announce_on).year
         annual_subsidy = 0
         for index, joined in enumerate(sample_joined):
-            if joined <= announce_on:
+            if joined < announce_on:  # joined before 00:00 on the announcement day
                 paid = paid_in_year.get((index, year), 0)
                 charged = member_charge(figures.share_fen, paid, plan.annual_cap_fen)
                 paid_in_year[(index, year)] = paid + charged
                 annual_subsidy += figures.share_fen - charged
-        scale = members / max(sum(1 for j in sample_joined if j <= announce_on), 1)
+        scale = members / max(sum(1 for j in sample_joined if j < announce_on), 1)
         results.append(
             CycleResult(
                 announce_on=announce_on,

@@ -170,7 +170,7 @@ def review_claim(session: Session, claim_id: int, now: datetime, evidence: Evide
         claim.icd10,
         claim.diagnosed_on,
         bool(claim.accident),
-        _member_facts(session, member, claim),
+        member_facts(session, member, claim),
         get_plan(claim.plan),
         load_catalog(),
         evidence,
@@ -206,7 +206,7 @@ def decide(
         return claim
     member = load_for_update(session, Member, claim.member_id)
     assert member is not None
-    facts = _member_facts(session, member, claim)
+    facts = member_facts(session, member, claim)
     if facts.already_paid or facts.other_live_claim:
         raise ValueError(
             f"claim {submission_id} cannot be approved: the member has another claim "
@@ -259,7 +259,7 @@ def _locked(session: Session, claim_id: int) -> Claim:
     return claim
 
 
-def _member_facts(session: Session, member: Member, claim: Claim) -> MemberFacts:
+def member_facts(session: Session, member: Member, claim: Claim) -> MemberFacts:
     others = select(Claim.state).where(
         Claim.member_id == member.id, Claim.plan == claim.plan, Claim.id != claim.id
     )

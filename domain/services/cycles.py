@@ -31,7 +31,7 @@ from domain.models import (
 )
 from domain.money import ceil_div
 from domain.plans import get_plan
-from domain.services.disputes import defer_open_objections
+from domain.services.disputes import defer_open_objections, mark_objected
 from domain.services.members import age_out, shares_at
 from domain.services.store import insert_ignoring_duplicates, load_for_update, lock_plan
 from domain.sharing import annual_cap_can_bind, compute_share
@@ -65,6 +65,7 @@ def publish(session: Session, plan_code: str, at: datetime) -> SharingCycle:
         .where(col(Claim.id).in_(listed.scalar_subquery()))
         .values(state=State.ANNOUNCED, cycle_id=cycle.id, updated_at=at)
     )
+    mark_objected(session, cycle.id, at)
     # The expected figures, shown with the announcement; the close recomputes them.
     _freeze_figures(session, cycle, State.ANNOUNCED)
     cycle.status = CycleStatus.ANNOUNCED

@@ -2,8 +2,10 @@
 
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from domain.calendar import age_on
 from domain.claims import Reason, State
 from domain.disputes import (
     Juror,
@@ -14,6 +16,7 @@ from domain.disputes import (
     objection_refusal,
     objection_window,
 )
+from domain.illnesses import load_catalog
 from domain.models import (
     Charge,
     Claim,
@@ -26,7 +29,7 @@ from domain.models import (
 )
 from domain.plans import get_plan
 from domain.services import events
-from domain.services.claims import find_claim, reject
+from domain.services.claims import find_claim, member_facts, reject
 from domain.services.events import move
 from domain.services.store import insert_ignoring_duplicates, load_for_update
 
@@ -94,11 +97,13 @@ def decide_objection(
         raise LookupError(f"no objection {objection_id}")
     if objection.status != "open":
         raise Refused(f"objection {objection_id} was already {objection.status}")
+    claim = load_for_update(session, Claim, objection.claim_id)
+    assert claim is not None
+    if claim.state in (State.SETTLED, State.PAID):
+        raise Refused(f"the case was already {claim.state}: an objection cannot undo it")
     objection.status = "upheld" if uphold else "dismissed"
     objection.decided_at, objection.decided_by, objection.note = at, reviewer, note[:500]
     session.add(objection)
-    claim = load_for_update(session, Claim, objection.claim_id)
-    assert claim is not None
     actor = f"reviewer:{reviewer}"
     if uphold and claim.state in (State.OBJECTED, State.SCHEDULED, State.ANNOUNCED):
         claim.cycle_id = None
@@ -113,13 +118,33 @@ def defer_open_objections(session: Session, cycle_id: int, at: datetime) -> int:
     next cycle (back on the list for the next announcement)."""
     claims = session.exec(
         select(Claim)
-        .where(Claim.cycle_id == cycle_id, Claim.state == State.OBJECTED)
+        .where(Claim.cycle_id == cycle_id, col(Claim.id).in_(_with_open_objection()))
         .with_for_update()
     ).all()
     for claim in claims:
         claim.cycle_id = None
         move(session, claim, State.SCHEDULED, "close", at, "objection still open: next cycle")
     return len(claims)
+
+
+def mark_objected(session: Session, cycle_id: int, at: datetime) -> None:
+    """At publication, a case carried over with its objection still open is shown as objected
+    (and so is deferred again at the close until a reviewer decides)."""
+    claims = session.exec(
+        select(Claim)
+        .where(
+            Claim.cycle_id == cycle_id,
+            Claim.state == State.ANNOUNCED,
+            col(Claim.id).in_(_with_open_objection()),
+        )
+        .with_for_update()
+    ).all()
+    for claim in claims:
+        move(session, claim, State.OBJECTED, "publish", at, "an objection is still open")
+
+
+def _with_open_objection():
+    return select(Objection.claim_id).where(Objection.status == "open")
 
 
 def _open_objections(session: Session, claim_id: int) -> int:
@@ -152,7 +177,8 @@ def request_jury(session: Session, submission_id: str, at: datetime) -> JuryCase
 
 def cast_vote(session: Session, case_id: int, member_ref: str, support: bool, at: datetime) -> bool:
     """Record a juror's vote; False when they had voted already (the first vote stands)."""
-    case = session.get(JuryCase, case_id)
+    # Locked, so that a vote cannot slip in while the count runs and be reported as counted.
+    case = load_for_update(session, JuryCase, case_id)
     if case is None:
         raise LookupError(f"no jury case {case_id}")
     if case.status != "open" or at >= case.closes_at:
@@ -199,24 +225,60 @@ def close_due_juries(session: Session, at: datetime) -> list[int]:
     ).all()
     approved = []
     for case in due:
-        support, oppose = _votes(session, case.id)
-        tally = Tally(support, oppose, case.min_votes)
-        case.support, case.oppose = support, oppose
-        case.valid, case.approved = tally.valid, tally.approved
-        case.status, case.closed_at = "closed", at
-        session.add(case)
-        claim = load_for_update(session, Claim, case.claim_id)
-        assert claim is not None
-        verdict = f"jury {case.id}: {support} for, {oppose} against, {tally.votes} votes" + (
-            "" if tally.valid else f" (below the {case.min_votes} needed)"
-        )
-        if tally.approved and claim.state == State.REJECTED:
-            claim.reason_code, claim.reason_detail, claim.decided_at = None, verdict, at
-            move(session, claim, State.APPROVED, "jury", at, verdict)
-            approved.append(claim.id)
-        else:
-            events.note(session, claim, "jury", at, verdict)
+        # Each case in its own savepoint: one that cannot be decided never blocks the others.
+        try:
+            with session.begin_nested():
+                if _count_jury(session, case, at):
+                    approved.append(case.claim_id)
+        except IntegrityError:
+            continue  # left open; the next count tries it again, the others go on
     return approved
+
+
+def _count_jury(session: Session, case: JuryCase, at: datetime) -> bool:
+    """Tally one jury; True when it approved the claim and the claim may go on to be paid."""
+    support, oppose = _votes(session, case.id)
+    tally = Tally(support, oppose, case.min_votes)
+    case.support, case.oppose = support, oppose
+    case.valid, case.approved = tally.valid, tally.approved
+    case.status, case.closed_at = "closed", at
+    session.add(case)
+    claim = load_for_update(session, Claim, case.claim_id)
+    assert claim is not None
+    verdict = f"jury {case.id}: {support} for, {oppose} against, {tally.votes} votes" + (
+        "" if tally.valid else f" (below the {case.min_votes} needed)"
+    )
+    if not (tally.approved and claim.state == State.REJECTED):
+        events.note(session, claim, "jury", at, verdict)
+        return False
+    if blocked := _cannot_pay(session, claim):
+        events.note(session, claim, "jury", at, f"{verdict}; approved but {blocked}")
+        return False
+    claim.reason_code, claim.reason_detail, claim.decided_at = None, verdict, at
+    move(session, claim, State.APPROVED, "jury", at, verdict)
+    return True
+
+
+def _cannot_pay(session: Session, claim: Claim) -> str | None:
+    """Why an approved jury verdict still cannot pay: one payout per member, and an amount
+    the plan's age bands give."""
+    member = load_for_update(session, Member, claim.member_id)
+    assert member is not None and claim.diagnosed_on and claim.plan
+    facts = member_facts(session, member, claim)
+    if facts.already_paid or facts.other_live_claim:
+        return "the member has another claim approved or paid (one payout per member)"
+    illness = load_catalog().by_code(claim.illness_code) if claim.illness_code else None
+    amount = (
+        get_plan(claim.plan).amount_for(
+            age_on(member.birth_date, claim.diagnosed_on), illness.severity
+        )
+        if illness
+        else None
+    )
+    if amount is None:
+        return "the plan has no amount for this illness at this age"
+    claim.amount_fen = amount
+    return None
 
 
 def _votes(session: Session, case_id: int) -> tuple[int, int]:

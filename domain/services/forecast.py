@@ -11,7 +11,9 @@ from domain.plans import get_plan
 from domain.services.members import shares_at
 from domain.sharing import compute_share
 
-CERTAIN = [State.APPROVED, State.SCHEDULED, State.ANNOUNCED]
+# Cases already announced belong to the cycle being charged now, not to the next one; an
+# objected case joins the next one only if its objection is dismissed.
+CERTAIN = [State.APPROVED, State.SCHEDULED]
 UNCERTAIN = [State.RECEIVED, State.UNDER_REVIEW, State.NEEDS_REVIEW, State.OBJECTED]
 
 
@@ -29,7 +31,8 @@ def forecast_share(session: Session, plan_code: str, today: date) -> dict:
     )
     uncertain = [amount or typical for amount in uncertain]
     rate = _approval_rate(session, plan_code)
-    likely = sorted(uncertain, reverse=True)[: round(rate * len(uncertain))]
+    average = round(sum(uncertain) / len(uncertain)) if uncertain else 0
+    likely = [average] * round(rate * len(uncertain))
     surplus = (
         session.exec(
             select(SharingCycle.surplus_out_fen)

@@ -24,6 +24,7 @@ from tests.integration.scenario import (
     member,
     membership,
     review_by_records,
+    reviewer_code,
     submission,
 )
 
@@ -111,9 +112,12 @@ def test_objections_decide_which_cases_the_cycle_pays(three_cases):
 
     # The case still under objection joins the next announcement, and the objection stays.
     next_cycle = publish(start_of_day(next_announcement_day(PUBLISH_AT.date() + timedelta(days=1))))
-    assert state("open") == ("announced", None, next_cycle.id) or state("open")[0] == "objected"
+    assert state("open") == ("objected", None, next_cycle.id)
     with transaction(engine()) as session:
         assert session.get(Objection, still_open).status == "open"
+    # Upheld at last, it leaves this cycle too.
+    decide(still_open, uphold=True)
+    assert state("open")[:2] == ("rejected", "objection_upheld")
 
 
 def test_only_members_of_the_plan_may_object_once_inside_the_window(three_cases):
@@ -147,8 +151,10 @@ def rejected_case(stack):
             juror("NEWCOMER", days=10),
         ]
     )
-    claim_id = claim_through_rules(submission("denied", "APPLICANT", "J18.9"))  # not covered
-    assert state("denied")[:2] == ("rejected", "not_covered")
+    claim_id = claim_through_rules(submission("denied", "APPLICANT", reviewer_code()))
+    with transaction(engine()) as session:
+        claim_service.decide(session, "denied", False, "dr-li", NOW_UTC)
+    assert state("denied")[:2] == ("rejected", "criteria_not_met")
     with transaction(engine()) as session:
         case = disputes.request_jury(session, "denied", NOW_UTC)
         case.min_votes = 4  # the plan asks 1,000; a small jury here, same rule
@@ -240,3 +246,17 @@ def test_the_announcement_page_renders_in_a_real_browser(three_cases, tmp_path):
     shot = tmp_path / "phone.png"
     subprocess.run([*browser, f"--screenshot={shot}", page.as_uri()], timeout=60, check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_a_jury_cannot_approve_a_second_payout_and_other_juries_still_count(rejected_case):
+    case_id, _ = rejected_case
+    other = claim_through_rules(submission("paid-first", "APPLICANT", "C73"))  # approved
+    assert other and state("paid-first")[0] == "scheduled"
+    for ref in ("J1", "J2", "J3", "J4"):
+        vote(case_id, ref, True)
+    approved, case = count_votes()
+    assert approved == [] and case.approved is True and case.status == "closed"
+    assert state("denied")[0] == "rejected"
+    with transaction(engine()) as session:
+        history = claim_service.claim_history(session, "denied").events
+    assert "one payout per member" in history[-1].reason
