@@ -3,9 +3,11 @@
 import json
 from datetime import UTC, date, datetime, time, timedelta
 
+from broker.database import engine
 from domain.calendar import SHANGHAI, charge_day, local_date, next_announcement_day, start_of_day
 from domain.illnesses import load_catalog
 from domain.members import Enrolment
+from domain.services import members as member_service
 
 CRITICAL, SENIOR = "critical-illness", "senior-cancer"
 TODAY = local_date(datetime.now(UTC))
@@ -94,3 +96,10 @@ def review_by_records(session, claim_id: int, now):
     request = evidence_request(session, claim_id)
     found = [Condition(request.icd10, request.diagnosed_on, "active")] if request else []
     return review_claim(session, claim_id, now, Evidence(Reply.FOUND, diagnosis=found))
+
+
+def enrol(rows) -> None:
+    """Enrol members through the import service, as the CLI does; every row must pass."""
+    report = member_service.ImportReport()
+    member_service.import_members(engine(), enumerate(rows, start=2), report)
+    assert report.refused == []

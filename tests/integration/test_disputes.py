@@ -14,13 +14,13 @@ from domain.models import Claim, JuryCase, Objection
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
 from domain.services import disputes
-from domain.services import members as member_service
 from domain.services.announcements import announcement
 from tests.integration.scenario import (
     CLOSE_AT,
     CRITICAL,
     NOW_UTC,
     PUBLISH_AT,
+    enrol,
     member,
     membership,
     review_by_records,
@@ -36,12 +36,6 @@ def juror(
 ) -> Enrolment:
     row = member(ref, CRITICAL, age, joined_days_ago=days, payer=payer)
     return row.model_copy(update={"jury_certified": certified})
-
-
-def enrol(rows) -> None:
-    report = member_service.ImportReport()
-    member_service.import_members(engine(), enumerate(rows, start=2), report)
-    assert report.refused == []
 
 
 def claim_through_rules(line: str) -> int:

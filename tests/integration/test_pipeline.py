@@ -10,7 +10,6 @@ from domain.calendar import SHANGHAI
 from domain.claims import WORKING
 from domain.db import transaction
 from domain.models import Charge, Claim, LedgerEntry, Member
-from domain.services import members as member_service
 from domain.services import payments as payment_service
 from tests.integration.scenario import (
     ANNOUNCE_ON,
@@ -20,15 +19,10 @@ from tests.integration.scenario import (
     EXPECTED_STATES,
     PUBLISH_AT,
     SENIOR,
+    enrol,
     membership,
 )
 from tests.integration.support import huzhu, wait_until
-
-
-def enrol(rows) -> None:
-    report = member_service.ImportReport()
-    member_service.import_members(engine(), enumerate(rows, start=2), report)
-    assert report.refused == []
 
 
 def claim_states() -> dict[str, tuple[str, str | None, int | None]]:

@@ -22,17 +22,12 @@ from tests.integration.scenario import (
     CRITICAL,
     NOW_UTC,
     PUBLISH_AT,
+    enrol,
     member,
     membership,
     review_by_records,
     submission,
 )
-
-
-def enrol(rows) -> None:
-    report = member_service.ImportReport()
-    member_service.import_members(engine(), enumerate(rows, start=2), report)
-    assert report.refused == []
 
 
 def record(line: str) -> int:
