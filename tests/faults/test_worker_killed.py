@@ -1,0 +1,87 @@
+"""A worker killed outright (SIGKILL, the whole process group) in the middle of review_claim:
+after a restart every claim reaches its decision once, and nothing is lost or doubled."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlmodel import func, select
+
+from broker.database import engine
+from broker.submit import submit_claim
+from domain.claims import WORKING
+from domain.db import transaction
+from domain.models import Claim, ClaimEvent
+from sandbox.faults import Faults
+from sandbox.hospital import make_hospital_app
+from sandbox.server import serving
+from tests.integration.scenario import enrol, membership, submission
+from tests.integration.support import ALL_QUEUES, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+VISIBILITY = 3  # seconds before Redis hands an unacknowledged task to another worker
+
+
+def start_worker(env: dict, log) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        ALL_QUEUES,
+        "--pool",
+        "prefork",
+        "-c",
+        "2",
+        "-l",
+        "info",
+    ]
+    # Its own process group, so the kill takes the children with the parent, as a host crash would.
+    return subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def counts() -> dict[str, int]:
+    with transaction(engine()) as session:
+        return dict(session.exec(select(Claim.state, func.count()).group_by(Claim.state)).all())
+
+
+def test_a_worker_killed_mid_review_loses_and_doubles_nothing(postgres_stack, tmp_path):
+    enrol(membership(20, 0))
+    slow = make_hospital_app(faults=Faults(latency_ms=1500))
+    with serving(slow) as hospital, (tmp_path / "worker.log").open("w") as log:
+        env = postgres_stack.env | {
+            "HUZHU_HOSPITAL_URL": hospital,
+            "HUZHU_VISIBILITY_TIMEOUT": str(VISIBILITY),
+        }
+        first = start_worker(env, log)
+        for n in range(8):
+            submit_claim(submission(f"k-{n}", f"C{n:04d}", "C73"))
+        wait_until(lambda: counts().get("under_review", 0) >= 2, 60, "reviews under way")
+        time.sleep(0.5)  # inside the hospital's 1.5 s answer
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        assert counts().get("under_review", 0) >= 1, "the kill must land mid-review"
+        time.sleep(VISIBILITY + 1)  # the messages the dead worker held are now due again
+        second = start_worker(env, log)
+        try:
+            done = lambda: not any(counts().get(state) for state in WORKING) or None  # noqa: E731
+            wait_until(done, 120, "every claim decided after the restart")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(60)
+    assert counts() == {"scheduled": 8}
+    with transaction(engine()) as session:
+        approvals = session.exec(
+            select(ClaimEvent.claim_id, func.count())
+            .where(ClaimEvent.to_state == "approved")
+            .group_by(ClaimEvent.claim_id)
+        ).all()
+    assert sorted(n for _, n in approvals) == [1] * 8  # each decided exactly once
