@@ -7,7 +7,7 @@ with its own 'done' row, and `finalise` books the cycle when every chunk has rec
 
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, case, literal, or_, update
+from sqlalchemy import ColumnElement, case, literal, update
 from sqlmodel import Session, col, func, insert, select
 
 from domain.calendar import (
@@ -424,8 +424,8 @@ def stalled_closing_cycles(session: Session, before: datetime) -> list[int]:
             .outerjoin(last_done, last_done.c.cycle_id == SharingCycle.id)
             .where(
                 SharingCycle.status == CycleStatus.CLOSING,
-                col(SharingCycle.closing_at) < before,
-                or_(last_done.c.last.is_(None), last_done.c.last < before),
+                # The last chunk written is the real clock of progress; before any, the close's.
+                func.coalesce(last_done.c.last, SharingCycle.closing_at) < before,
             )
         ).all()
     )

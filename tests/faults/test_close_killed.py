@@ -1,0 +1,64 @@
+"""A worker killed in the middle of charging a cycle: restarted, the close finishes with one
+charge per member and balanced books."""
+
+import os
+import signal
+import time
+
+import pytest
+from sqlmodel import func, select
+
+from broker.database import engine
+from broker.submit import send_step
+from domain.db import transaction
+from domain.models import Charge, ChargeChunk, SharingCycle
+from domain.services import audit as audit_service
+from tests.faults.test_worker_killed import VISIBILITY, start_worker
+from tests.integration.scenario import CLOSE_AT, CRITICAL
+from tests.integration.support import wait_until
+from tests.integration.test_redelivery import prepare_announced_cycle
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+MEMBERS = 6000
+
+
+def chunks_done() -> int:
+    with transaction(engine()) as session:
+        return session.exec(select(func.count()).select_from(ChargeChunk)).one()
+
+
+def test_a_worker_killed_while_charging_a_cycle_charges_each_member_once(postgres_stack, tmp_path):
+    prepare_announced_cycle(critical=MEMBERS)
+    env = postgres_stack.env | {
+        "HUZHU_CHUNK_SIZE": "25",  # 240 chunks: the kill lands while they are being written
+        "HUZHU_VISIBILITY_TIMEOUT": str(VISIBILITY),
+        "HUZHU_STUCK_AFTER_SECONDS": "1",
+    }
+    with (tmp_path / "worker.log").open("w") as log:
+        first = start_worker(env, log)
+        send_step("close_cycle", CRITICAL, CLOSE_AT.isoformat())
+        wait_until(lambda: chunks_done() >= 20, 60, "charging under way")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        done_at_kill = chunks_done()
+        assert done_at_kill < MEMBERS // 25, "the kill must land before the last chunk"
+        time.sleep(VISIBILITY + 1)
+        second = start_worker(env, log)
+        try:
+            send_step("redrive_stuck")  # the sweep re-sends chunks lost with the dead worker
+
+            def closed():
+                with transaction(engine()) as session:
+                    return session.exec(select(SharingCycle)).one().status == "closed" or None
+
+            wait_until(closed, 120, "the cycle closed after the restart")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(60)
+    with transaction(engine()) as session:
+        rows, members = session.exec(
+            select(func.count(), func.count(func.distinct(Charge.member_id)))
+        ).one()
+        report = audit_service.audit(session)
+    assert rows == members == MEMBERS
+    assert report.balanced, report.problems
