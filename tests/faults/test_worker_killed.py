@@ -4,7 +4,6 @@ after a restart every claim reaches its decision once, and nothing is lost or do
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,34 +17,16 @@ from domain.models import Claim, ClaimEvent
 from sandbox.faults import Faults
 from sandbox.hospital import make_hospital_app
 from sandbox.server import serving
+from tests.integration import support
 from tests.integration.scenario import enrol, membership, submission
-from tests.integration.support import ALL_QUEUES, wait_until
+from tests.integration.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 VISIBILITY = 3  # seconds before Redis hands an unacknowledged task to another worker
 
 
 def start_worker(env: dict, log) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers",
-        "worker",
-        "-Q",
-        ALL_QUEUES,
-        "--pool",
-        "prefork",
-        "-c",
-        "2",
-        "-l",
-        "info",
-    ]
-    # Its own process group, so the kill takes the children with the parent, as a host crash would.
-    return subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    return support.start_worker(env, log, own_group=True)
 
 
 def counts() -> dict[str, int]:

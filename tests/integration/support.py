@@ -33,13 +33,29 @@ class Stack:
 
 
 def run_worker(stack: Stack, concurrency: int = 2) -> Iterator[subprocess.Popen]:
-    # SQLite takes one writer: one process; PostgreSQL gets a small prefork pool.
-    pool = (
-        ["--pool", "solo"]
-        if stack.name == "sqlite"
-        else ["--pool", "prefork", "-c", str(concurrency)]
-    )
     log = stack.settings.data_dir / "worker.log"
+    with log.open("w") as output:
+        process = start_worker(
+            stack.env, output, solo=stack.name == "sqlite", concurrency=concurrency
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def start_worker(
+    env: dict, log, solo: bool = False, concurrency: int = 2, own_group: bool = False
+) -> subprocess.Popen:
+    """`celery -A workers worker` on every queue. SQLite takes one writer: one solo process;
+    PostgreSQL gets a small prefork pool. `own_group` puts it and its children in a process
+    group of their own, so that a test can kill them all at once, as a host crash would."""
+    pool = ["--pool", "solo"] if solo else ["--pool", "prefork", "-c", str(concurrency)]
     command = [
         sys.executable,
         "-m",
@@ -53,17 +69,9 @@ def run_worker(stack: Stack, concurrency: int = 2) -> Iterator[subprocess.Popen]
         "info",
         *pool,
     ]
-    with log.open("w") as output:
-        process = subprocess.Popen(command, env=stack.env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_group
+    )
 
 
 def huzhu(
