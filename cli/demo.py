@@ -130,7 +130,11 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
         "accounts_refusing_debits": refused,
         "objections": objections,
         "jury": jury,
-        "audit": {"balanced": books.balanced, "problems": books.problems},
+        "audit": {
+            "balanced": books.balanced,
+            "problems": books.problems,
+            "attention": books.attention,
+        },
     }
 
 

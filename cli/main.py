@@ -382,12 +382,19 @@ def audit(as_json: bool = JSON_OPTION) -> None:
         report = audit_service.audit(session)
     if as_json:
         print_json(
-            {"balanced": report.balanced, "cycles": len(report.cycles), "problems": report.problems}
+            {
+                "balanced": report.balanced,
+                "cycles": len(report.cycles),
+                "problems": report.problems,
+                "attention": report.attention,
+            }
         )
     elif report.balanced:
         console.print(
             f"[green]balanced[/]: {len(report.cycles)} closed cycle(s) check out to the fen"
         )
+        if report.attention:
+            console.print(table("needs a person", ["what"], [[a] for a in report.attention]))
     else:
         console.print(
             table("the books do not balance", ["problem"], [[p] for p in report.problems])

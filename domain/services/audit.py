@@ -17,6 +17,7 @@ from domain.models import (
 )
 from domain.money import apply_rate
 from domain.plans import get_plan
+from domain.services.claims import MAX_ATTEMPTS
 from domain.services.cycles import CycleStatus, ledger_movements
 from domain.services.members import shares_at
 from domain.sharing import compute_share
@@ -34,6 +35,8 @@ class CycleAudit:
 class AuditReport:
     cycles: list[CycleAudit]
     general: list[str] = field(default_factory=list)
+    # Not imbalances: things a person must act on (a refused payout, a step that keeps failing).
+    attention: list[str] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
@@ -64,7 +67,20 @@ def audit(session: Session) -> AuditReport:
         result.problems = _check_cycle(session, cycle, surplus_by_plan.get(cycle.plan, 0))
         surplus_by_plan[cycle.plan] = cycle.surplus_out_fen
         report.cycles.append(result)
+    report.attention = _attention(session)
     return report
+
+
+def _attention(session: Session) -> list[str]:
+    refused = session.exec(
+        select(Payout.key, Payout.reason).where(Payout.status == PayoutStatus.FAILED)
+    ).all()
+    stuck = session.exec(
+        select(Claim.submission_id, Claim.state).where(Claim.attempts > MAX_ATTEMPTS)
+    ).all()
+    return [f"payout {key} refused: {reason}" for key, reason in refused] + [
+        f"claim {ref}: its {state} step failed {MAX_ATTEMPTS} times" for ref, state in stuck
+    ]
 
 
 def _payouts(session: Session) -> list[str]:

@@ -176,6 +176,9 @@ def test_a_step_that_keeps_failing_stops_and_asks_for_a_person(stack):
     assert claim.state == "received"
     assert [e.reason for e in guard_events] == ["the received step failed 5 times; needs attention"]
     assert claim_id not in [claim for claim, _ in stuck]
+    with transaction(engine()) as session:
+        attention = audit_service.audit(session).attention
+    assert attention == ["claim good-1: its received step failed 5 times"]
 
 
 def test_a_close_sent_twice_to_the_fleet_charges_once(postgres_stack):
