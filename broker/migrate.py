@@ -5,29 +5,26 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def config(engine: Engine | None = None) -> Config:
+def _config(connection: Connection) -> Config:
     settings = Config()
     settings.set_main_option("script_location", str(MIGRATIONS))
-    if engine is not None:
-        settings.attributes["engine"] = engine
+    settings.attributes["connection"] = connection  # env.py migrates on this connection
     return settings
 
 
 def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
-        settings = config()
-        settings.attributes["connection"] = connection
-        command.upgrade(settings, "head")
+        command.upgrade(_config(connection), "head")
 
 
 def revision(engine: Engine, message: str) -> None:
-    """Write a new migration from the difference between the models and the database."""
+    """Write a new migration from the difference between the models and the database
+    (for developers: `python -c "from broker.database import engine; from broker.migrate import
+    revision; revision(engine(), 'what changed')"`)."""
     with engine.begin() as connection:
-        settings = config()
-        settings.attributes["connection"] = connection
-        command.revision(settings, message=message, autogenerate=True)
+        command.revision(_config(connection), message=message, autogenerate=True)

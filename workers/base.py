@@ -35,5 +35,10 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def moment(at: str | None) -> datetime:
+    """The clock of a run: beat passes none (now); the CLI passes an explicit ISO moment."""
+    return datetime.fromisoformat(at) if at else now()
+
+
 def unit_of_work() -> AbstractContextManager[Session]:
     return transaction(engine())

@@ -1,7 +1,6 @@
 """The claim chain: accept_claim | review_claim | announce_claim (intake, review, announce)."""
 
 import asyncio
-from datetime import datetime
 
 from celery import Task
 
@@ -9,7 +8,7 @@ from broker.app import app
 from broker.hospital import fetch_evidence
 from domain.claims import Reason, State
 from domain.services import claims, disputes
-from workers.base import log, now, task_options, unit_of_work
+from workers.base import log, moment, now, task_options, unit_of_work
 
 
 def _guarded(task: Task, claim_id: int, expected: State) -> bool:
@@ -70,9 +69,8 @@ def announce_claim(claim_id: int) -> int:
 def close_juries(at: str | None = None) -> int:
     """Count the votes of every jury whose window has closed; an approved claim resumes its way
     to the next announcement."""
-    moment = datetime.fromisoformat(at) if at else now()
     with unit_of_work() as session:
-        approved = disputes.close_due_juries(session, moment)
+        approved = disputes.close_due_juries(session, moment(at))
     for claim_id in approved:
         app.send_task("huzhu.announce_claim", args=(claim_id,))
     return len(approved)

@@ -1,6 +1,5 @@
 """The sharing cycle: publish_announcements, close_cycle and its charge_chunk fan-out (cycle)."""
 
-from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
@@ -8,18 +7,13 @@ from broker.app import app
 from broker.settings import get_settings
 from domain.models import ChargeChunk, SharingCycle
 from domain.services import cycles
-from workers.base import log, now, task_options, unit_of_work
-
-
-def _moment(at: str | None) -> datetime:
-    """The clock of the run: beat passes none (now); the CLI passes an explicit ISO moment."""
-    return datetime.fromisoformat(at) if at else now()
+from workers.base import log, moment, now, task_options, unit_of_work
 
 
 @app.task(**task_options("publish_announcements"))
 def publish_announcements(plan: str, at: str | None = None) -> int:
     with unit_of_work() as session:
-        cycle = cycles.publish(session, plan, _moment(at))
+        cycle = cycles.publish(session, plan, moment(at))
         log.info("cycle %s of %s: %s, %s cases", cycle.id, plan, cycle.status, cycle.cases)
     return cycle.id
 
@@ -29,7 +23,7 @@ def close_cycle(plan: str, at: str | None = None) -> int | None:
     """Freeze the cycle's figures once, then send every chunk that has not recorded itself."""
     try:
         with unit_of_work() as session:
-            cycle = cycles.begin_close(session, plan, _moment(at), get_settings().chunk_size)
+            cycle = cycles.begin_close(session, plan, moment(at), get_settings().chunk_size)
     except cycles.NothingToClose as nothing:
         log.info("%s", nothing)  # a beat with nothing due, or a close redelivered days later
         return None

@@ -1,7 +1,6 @@
 """The payments queue: debits of a closed cycle, retries and arrears, payouts and refunds."""
 
 import asyncio
-from datetime import datetime
 
 from sqlmodel import select
 
@@ -10,23 +9,19 @@ from broker.app import app
 from broker.settings import get_settings
 from domain.models import CycleStatus, SharingCycle
 from domain.services import payments
-from workers.base import log, now, task_options, unit_of_work
-
-
-def _moment(at: str | None) -> datetime:
-    return datetime.fromisoformat(at) if at else now()
+from workers.base import log, moment, now, task_options, unit_of_work
 
 
 @app.task(**task_options("collect_debits"))
 def collect_debits(cycle_id: int, at: str | None = None) -> int:
     """Open the day's round of debits of a closed cycle (if one is due) and send its batches;
     after the retry window, leave arrears and remove members unpaid twice in a row."""
-    moment = _moment(at)
+    when = moment(at)
     with unit_of_work() as session:
         round_no, batches = payments.open_round(
-            session, cycle_id, moment, get_settings().debit_batch_size
+            session, cycle_id, when, get_settings().debit_batch_size
         )
-        removed = payments.close_window(session, cycle_id, moment)
+        removed = payments.close_window(session, cycle_id, when)
     for batch_no in range(batches):
         debit_batch.delay(cycle_id, batch_no, round_no)
     if removed:

@@ -339,26 +339,35 @@ def close_window(session: Session, cycle_id: int, at: datetime) -> list[int]:
 
 def create_cycle_payouts(session: Session, cycle_id: int, now: datetime) -> list[int]:
     """A payout row for each settled claim of the cycle (once), and the ids still to pay."""
-    settled = session.exec(
-        select(Claim, Member)
+    rows = (
+        select(
+            literal("aid:") + cast(Claim.id, String),
+            literal("aid"),
+            Member.plan,
+            Member.id,
+            Claim.id,
+            Member.member_ref,
+            Claim.amount_fen,
+            literal(PayoutStatus.PENDING),
+            literal(0),
+            literal(now, UTCDateTime),
+        )
         .join(Member, col(Member.id) == Claim.member_id)
         .where(Claim.cycle_id == cycle_id, Claim.state == State.SETTLED)
-    ).all()
-    for claim, member in settled:
-        session.execute(
-            insert_ignoring_duplicates(session, Payout).values(
-                key=f"aid:{claim.id}",
-                purpose="aid",
-                plan=member.plan,
-                member_id=member.id,
-                claim_id=claim.id,
-                account=member.member_ref,
-                amount_fen=claim.amount_fen,
-                status=PayoutStatus.PENDING,
-                attempts=0,
-                created_at=now,
-            )
-        )
+    )
+    columns = [
+        "key",
+        "purpose",
+        "plan",
+        "member_id",
+        "claim_id",
+        "account",
+        "amount_fen",
+        "status",
+        "attempts",
+        "created_at",
+    ]
+    session.execute(insert_ignoring_duplicates(session, Payout).from_select(columns, rows))
     return pending_payouts(session, cycle_id=cycle_id)
 
 

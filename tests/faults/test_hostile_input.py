@@ -11,11 +11,10 @@ from sqlmodel import func, select
 
 from broker.database import engine
 from broker.submit import submit_claim
-from domain.claims import WORKING
 from domain.db import transaction
 from domain.models import Claim
 from domain.services.claims import submission_key
-from tests.faults.test_worker_killed import counts, start_worker
+from tests.faults.test_worker_killed import all_decided, start_worker
 from tests.integration.scenario import enrol, membership
 from tests.integration.support import wait_until
 
@@ -73,8 +72,7 @@ def test_hostile_submissions_are_each_accounted_for_and_never_crash_a_worker(run
     for line in lines:
         submit_claim(line)
     expected = len(known | {submission_key(line.replace("\x00", "\\u0000")) for line in lines})
-    done = lambda: not any(counts().get(state) for state in WORKING) or None  # noqa: E731
-    wait_until(done, 120, "every hostile submission decided")
+    wait_until(all_decided, 120, "every hostile submission decided")
     assert running_worker.poll() is None, "the worker must survive"
     with transaction(engine()) as session:
         claims = session.exec(select(Claim)).all()

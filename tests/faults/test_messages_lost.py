@@ -13,7 +13,7 @@ from domain.claims import WORKING
 from sandbox.faults import Faults
 from sandbox.hospital import make_hospital_app
 from sandbox.server import serving
-from tests.faults.test_worker_killed import counts, start_worker
+from tests.faults.test_worker_killed import all_decided, counts, start_worker
 from tests.integration.scenario import enrol, membership, submission
 from tests.integration.support import wait_until
 
@@ -45,8 +45,7 @@ def test_the_sweep_redrives_every_claim_after_the_broker_lost_its_messages(
         second = start_worker(env, log)
         try:
             send_step("redrive_stuck")  # what beat sends every five minutes
-            done = lambda: not any(counts().get(state) for state in WORKING) or None  # noqa: E731
-            wait_until(done, 120, "every stuck claim re-driven")
+            wait_until(all_decided, 120, "every stuck claim re-driven")
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)

@@ -29,6 +29,11 @@ def start_worker(env: dict, log) -> subprocess.Popen:
     return support.start_worker(env, log, own_group=True)
 
 
+def all_decided() -> bool | None:
+    """No claim left in a working state (None, for wait_until, while some are)."""
+    return not any(counts().get(state) for state in WORKING) or None
+
+
 def counts() -> dict[str, int]:
     with transaction(engine()) as session:
         return dict(session.exec(select(Claim.state, func.count()).group_by(Claim.state)).all())
@@ -57,8 +62,7 @@ def test_a_worker_killed_mid_review_loses_and_doubles_nothing(postgres_stack, tm
             # A dead worker may hold kombu's restore lock for minutes; the sweep (sent by beat
             # every five minutes) re-sends from the database whatever Redis does not give back.
             send_step("redrive_stuck")
-            done = lambda: not any(counts().get(state) for state in WORKING) or None  # noqa: E731
-            wait_until(done, 120, "every claim decided after the restart")
+            wait_until(all_decided, 120, "every claim decided after the restart")
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)
