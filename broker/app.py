@@ -97,6 +97,7 @@ def configure(app: Celery, settings: Settings) -> None:
         app.conf.update(
             beat_scheduler="redbeat.RedBeatScheduler",
             redbeat_redis_url=settings.broker,
+            redbeat_key_prefix=f"{settings.broker_key_prefix}redbeat:",
             redbeat_lock_timeout=150,
             redbeat_redis_options={},
             beat_max_loop_interval=30,

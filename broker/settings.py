@@ -14,6 +14,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     # e.g. redis://127.0.0.1:6379/0 ; default: a file-system queue in data_dir (no server)
     broker_url: str = ""
+    # Prepended to every Redis key of the broker and of beat, so that several environments
+    # (or concurrent test runs) can share one Redis without taking each other's messages.
+    broker_key_prefix: str = ""
     # Members per charging chunk: one INSERT ... SELECT each, spread over the cycle workers.
     chunk_size: int = 50_000
     # Seconds before Redis hands an unacknowledged task to another worker; far above every
@@ -60,6 +63,8 @@ class Settings(BaseSettings):
 
     def transport_options(self) -> dict:
         options: dict = {"visibility_timeout": self.visibility_timeout}
+        if self.broker_key_prefix:
+            options["global_keyprefix"] = self.broker_key_prefix
         if self.uses_file_queue:
             folder = self.queue_folder.resolve()
             options |= {

@@ -1,6 +1,5 @@
 """The sharing cycle: publish_announcements, close_cycle and its charge_chunk fan-out (cycle)."""
 
-
 from sqlalchemy.exc import IntegrityError
 
 from broker.app import app

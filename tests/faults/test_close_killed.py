@@ -37,7 +37,7 @@ def test_a_worker_killed_while_charging_a_cycle_charges_each_member_once(postgre
     with (tmp_path / "worker.log").open("w") as log:
         first = start_worker(env, log)
         send_step("close_cycle", CRITICAL, CLOSE_AT.isoformat())
-        wait_until(lambda: chunks_done() >= 20, 60, "charging under way")
+        wait_until(lambda: chunks_done() >= 20, 60, "charging under way", tmp_path / "worker.log")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         done_at_kill = chunks_done()
@@ -51,7 +51,7 @@ def test_a_worker_killed_while_charging_a_cycle_charges_each_member_once(postgre
                 with transaction(engine()) as session:
                     return session.exec(select(SharingCycle)).one().status == "closed" or None
 
-            wait_until(closed, 120, "the cycle closed after the restart")
+            wait_until(closed, 120, "the cycle closed after the restart", tmp_path / "worker.log")
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)

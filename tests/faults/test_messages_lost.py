@@ -6,7 +6,6 @@ import signal
 import time
 
 import pytest
-import redis
 
 from broker.submit import send_step, submit_claim
 from domain.claims import WORKING
@@ -14,6 +13,7 @@ from sandbox.faults import Faults
 from sandbox.hospital import make_hospital_app
 from sandbox.server import serving
 from tests.faults.test_worker_killed import all_decided, counts, start_worker
+from tests.integration.fixtures import empty_broker
 from tests.integration.scenario import enrol, membership, submission
 from tests.integration.support import wait_until
 
@@ -35,17 +35,23 @@ def test_the_sweep_redrives_every_claim_after_the_broker_lost_its_messages(
         first = start_worker(env, log)
         for n in range(10):
             submit_claim(submission(f"lost-{n}", f"C{n:04d}", "C73"))
-        wait_until(lambda: counts().get("under_review", 0) >= 1, 60, "reviews under way")
+        wait_until(
+            lambda: counts().get("under_review", 0) >= 1,
+            60,
+            "reviews under way",
+            tmp_path / "worker.log",
+        )
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-        redis.Redis.from_url(postgres_stack.settings.broker_url).flushdb()  # every message gone
+        settings = postgres_stack.settings
+        empty_broker(settings.broker_url, settings.broker_key_prefix)  # every message gone
         stuck = sum(counts().get(state, 0) for state in WORKING)
         assert stuck > 0
         time.sleep(1.5)  # older than HUZHU_STUCK_AFTER_SECONDS
         second = start_worker(env, log)
         try:
             send_step("redrive_stuck")  # what beat sends every five minutes
-            wait_until(all_decided, 120, "every stuck claim re-driven")
+            wait_until(all_decided, 120, "every stuck claim re-driven", tmp_path / "worker.log")
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)

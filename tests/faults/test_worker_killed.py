@@ -51,7 +51,12 @@ def test_a_worker_killed_mid_review_loses_and_doubles_nothing(postgres_stack, tm
         first = start_worker(env, log)
         for n in range(8):
             submit_claim(submission(f"k-{n}", f"C{n:04d}", "C73"))
-        wait_until(lambda: counts().get("under_review", 0) >= 2, 60, "reviews under way")
+        wait_until(
+            lambda: counts().get("under_review", 0) >= 2,
+            60,
+            "reviews under way",
+            tmp_path / "worker.log",
+        )
         time.sleep(0.5)  # inside the hospital's 1.5 s answer
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
@@ -62,7 +67,9 @@ def test_a_worker_killed_mid_review_loses_and_doubles_nothing(postgres_stack, tm
             # A dead worker may hold kombu's restore lock for minutes; the sweep (sent by beat
             # every five minutes) re-sends from the database whatever Redis does not give back.
             send_step("redrive_stuck")
-            wait_until(all_decided, 120, "every claim decided after the restart")
+            wait_until(
+                all_decided, 120, "every claim decided after the restart", tmp_path / "worker.log"
+            )
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from broker.settings import Settings
 
@@ -26,6 +27,7 @@ class Stack:
         env["HUZHU_DATA_DIR"] = str(self.settings.data_dir)
         env["HUZHU_DATABASE_URL"] = self.settings.database_url
         env["HUZHU_BROKER_URL"] = self.settings.broker_url
+        env["HUZHU_BROKER_KEY_PREFIX"] = self.settings.broker_key_prefix
         env["HUZHU_CHUNK_SIZE"] = str(self.settings.chunk_size)
         env["HUZHU_PAYMENTS_URL"] = self.settings.payments_url
         env["HUZHU_HOSPITAL_URL"] = self.settings.hospital_url
@@ -94,11 +96,13 @@ def huzhu(
     return result
 
 
-def wait_until(check, timeout: float = 60, what: str = "condition"):
+def wait_until(check, timeout: float = 60, what: str = "condition", log: Path | None = None):
+    """Poll `check` until it returns something true; on time-out, show the worker's log tail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
+    tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"{what} did not happen within {timeout} s\n{tail}")
