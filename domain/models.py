@@ -191,11 +191,22 @@ class DebitStatus:
 
 
 class Charge(SQLModel, table=True):
-    """One member's share in one cycle; the key (cycle, member) is the last guard against twice."""
+    """One member's share in one cycle; the key (cycle, member) is the last guard against twice.
 
-    __table_args__ = (Index("ix_charge_cycle_account", "cycle_id", "account_id"),)
+    On PostgreSQL the table is partitioned by cycle, one partition per cycle made with the
+    cycle's row (services.store.add_charge_partition): a close writes into a table of its own,
+    and an old cycle is detached and archived without touching the live one.
+    """
 
-    cycle_id: int = Field(foreign_key="sharingcycle.id", primary_key=True)
+    __table_args__ = (
+        Index("ix_charge_cycle_account", "cycle_id", "account_id"),
+        {"postgresql_partition_by": "LIST (cycle_id)"},
+    )
+
+    # No foreign key: checking one per row doubled the time of a chunk's INSERT (EXPLAIN
+    # ANALYZE: 364 of 790 ms for 100,000 rows), and on PostgreSQL a row can only land in the
+    # partition made for an existing cycle anyway.
+    cycle_id: int = Field(primary_key=True)
     member_id: int = Field(primary_key=True, sa_type=ID)
     # Who pays it: the member's payer, or the member.
     account_id: int = Field(sa_type=BigInteger)

@@ -7,6 +7,7 @@ from celery import Task
 from broker.app import app
 from broker.hospital import fetch_evidence
 from domain.claims import Reason, State
+from domain.db import commit_without_waiting
 from domain.services import claims, disputes
 from workers.base import log, moment, now, task_options, unit_of_work
 
@@ -20,6 +21,8 @@ def _guarded(task: Task, claim_id: int, expected: State) -> bool:
     if task.request.retries:
         return True
     with unit_of_work() as session:
+        # A count lost in a database crash only gives the step one more try.
+        commit_without_waiting(session)
         allowed = claims.count_attempt(session, claim_id, expected, now())
     if not allowed:
         log.error("claim %s: step for %s failed too often; needs attention", claim_id, expected)

@@ -33,7 +33,12 @@ from domain.money import ceil_div
 from domain.plans import get_plan
 from domain.services.disputes import defer_open_objections, mark_objected
 from domain.services.members import age_out, shares_at
-from domain.services.store import insert_ignoring_duplicates, load_for_update, lock_plan
+from domain.services.store import (
+    add_charge_partition,
+    insert_ignoring_duplicates,
+    load_for_update,
+    lock_plan,
+)
 from domain.sharing import annual_cap_can_bind, compute_share
 
 
@@ -195,12 +200,17 @@ def charge_chunk(session: Session, cycle_id: int, chunk_no: int, now: datetime) 
         *in_chunk
     )
     columns = ["cycle_id", "member_id", "account_id", "amount_fen", "subsidy_fen"]
-    session.execute(insert(Charge).from_select(columns, rows))
-    count, total, subsidies = session.exec(
-        select(func.count(), func.sum(Charge.amount_fen), func.sum(Charge.subsidy_fen)).where(
-            Charge.cycle_id == cycle_id, col(Charge.member_id).between(low, high)
-        )
-    ).one()
+    # SQLAlchemy keeps an INSERT's rowcount only when asked to (preserve_rowcount).
+    statement = insert(Charge).from_select(columns, rows)
+    count = session.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+    if cycle.annual_cap_binds:  # amounts differ per member: add up what was written
+        total, subsidies = session.exec(
+            select(func.sum(Charge.amount_fen), func.sum(Charge.subsidy_fen)).where(
+                Charge.cycle_id == cycle_id, col(Charge.member_id).between(low, high)
+            )
+        ).one()
+    else:  # everyone pays the share: no second pass over the rows just written
+        total, subsidies = count * cycle.share_fen, 0
     session.add(
         ChargeChunk(
             cycle_id=cycle_id,
@@ -328,20 +338,22 @@ def chunks_done(session: Session, cycle_id: int) -> int:
 
 
 def _get_or_create_cycle(session: Session, plan_code: str, announce_on: date) -> SharingCycle:
-    session.execute(
-        insert_ignoring_duplicates(session, SharingCycle).values(
-            plan=plan_code,
-            announce_on=announce_on,
-            charge_on=charge_day(announce_on),
-            status=CycleStatus.OPEN,
-            cutoff_at=start_of_day(announce_on),
-        )
+    new = insert_ignoring_duplicates(session, SharingCycle).values(
+        plan=plan_code,
+        announce_on=announce_on,
+        charge_on=charge_day(announce_on),
+        status=CycleStatus.OPEN,
+        cutoff_at=start_of_day(announce_on),
     )
-    return session.exec(
+    created = session.execute(new.execution_options(preserve_rowcount=True)).rowcount == 1
+    cycle = session.exec(
         select(SharingCycle)
         .where(SharingCycle.plan == plan_code, SharingCycle.announce_on == announce_on)
         .with_for_update()
     ).one()
+    if created:
+        add_charge_partition(session, cycle.id)
+    return cycle
 
 
 def due_cycle(session: Session, plan_code: str, at: datetime) -> SharingCycle:

@@ -38,3 +38,22 @@ def lock_plan(session: Session, plan: str, shared: bool) -> None:
     function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     key = zlib.crc32(f"huzhu-plan:{plan}".encode())
     session.execute(text(f"SELECT {function}(:key)"), {"key": key})
+
+
+def charge_partition(cycle_id: int) -> str:
+    return f"charge_c{int(cycle_id)}"
+
+
+def add_charge_partition(session: Session, cycle_id: int) -> None:
+    """Give a new cycle its own partition of the charge table (PostgreSQL; SQLite has one table).
+
+    Made apart and then attached: ATTACH takes a lighter lock on the parent than CREATE TABLE
+    ... PARTITION OF, so reading other cycles' charges meanwhile is not blocked.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    name = charge_partition(cycle_id)
+    session.execute(text(f"CREATE TABLE {name} (LIKE charge INCLUDING DEFAULTS)"))
+    session.execute(
+        text(f"ALTER TABLE charge ATTACH PARTITION {name} FOR VALUES IN ({int(cycle_id)})")
+    )

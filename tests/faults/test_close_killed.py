@@ -13,7 +13,7 @@ from broker.submit import send_step
 from domain.db import transaction
 from domain.models import Charge, ChargeChunk, SharingCycle
 from domain.services import audit as audit_service
-from tests.faults.test_worker_killed import VISIBILITY, start_worker
+from tests.faults.test_worker_killed import VISIBILITY, start_worker, sweeping
 from tests.integration.scenario import CLOSE_AT, CRITICAL
 from tests.integration.support import wait_until
 from tests.integration.test_redelivery import prepare_announced_cycle
@@ -45,13 +45,15 @@ def test_a_worker_killed_while_charging_a_cycle_charges_each_member_once(postgre
         time.sleep(VISIBILITY + 1)
         second = start_worker(env, log)
         try:
-            send_step("redrive_stuck")  # the sweep re-sends chunks lost with the dead worker
+            # The sweep re-sends the chunks lost with the dead worker once the close stalls.
 
             def closed():
                 with transaction(engine()) as session:
                     return session.exec(select(SharingCycle)).one().status == "closed" or None
 
-            wait_until(closed, 120, "the cycle closed after the restart", tmp_path / "worker.log")
+            wait_until(
+                sweeping(closed), 120, "the cycle closed after the restart", tmp_path / "worker.log"
+            )
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)

@@ -12,7 +12,7 @@ from domain.claims import WORKING
 from sandbox.faults import Faults
 from sandbox.hospital import make_hospital_app
 from sandbox.server import serving
-from tests.faults.test_worker_killed import all_decided, counts, start_worker
+from tests.faults.test_worker_killed import all_decided, counts, start_worker, sweeping
 from tests.integration.fixtures import empty_broker
 from tests.integration.scenario import enrol, membership, submission
 from tests.integration.support import wait_until
@@ -51,7 +51,9 @@ def test_the_sweep_redrives_every_claim_after_the_broker_lost_its_messages(
         second = start_worker(env, log)
         try:
             send_step("redrive_stuck")  # what beat sends every five minutes
-            wait_until(all_decided, 120, "every stuck claim re-driven", tmp_path / "worker.log")
+            wait_until(
+                sweeping(all_decided), 120, "every stuck claim re-driven", tmp_path / "worker.log"
+            )
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)

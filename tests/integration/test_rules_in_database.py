@@ -15,6 +15,7 @@ from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
 from domain.services import members as member_service
+from domain.services.store import add_charge_partition
 from domain.sharing import member_charge
 from tests.integration.scenario import (
     ANNOUNCE_ON,
@@ -115,6 +116,7 @@ def test_the_charging_sql_applies_the_annual_cap_exactly_as_the_formula(stack):
         )
         session.add(earlier)
         session.flush()
+        add_charge_partition(session, earlier.id)  # as publishing a cycle does
         paid_before = [18_800, 18_797, 18_790, 0, 18_799, 5]
         for member_id, paid in zip(ids, paid_before, strict=True):
             session.add(

@@ -1,0 +1,235 @@
+"""Charging a cycle (and the whole close) against a bare INSERT ... SELECT of the same rows."""
+
+import argparse
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from benchmarks.common import peak_rss_mb, scratch_database, stopwatch
+from broker.app import reconfigure
+from broker.database import engine
+from broker.migrate import upgrade
+from broker.settings import Settings
+from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
+from domain.db import transaction
+from domain.models import SharingCycle
+from domain.records import Condition, Evidence, Reply
+from domain.services import audit as audit_service
+from domain.services import claims as claim_service
+from domain.services import cycles as cycle_service
+from domain.services.store import charge_partition
+from workers import cycles as cycle_tasks
+
+PLAN = "critical-illness"
+CHUNK_SIZE = 50_000  # the production default (HUZHU_CHUNK_SIZE)
+CASES = ("C73", "I21.0", "C50.9")  # three patients in the cycle
+TODAY = local_date(datetime.now(UTC))
+ANNOUNCE_ON = next_announcement_day(TODAY)
+PUBLISH_AT = start_of_day(ANNOUNCE_ON)
+CLOSE_AT = start_of_day(charge_day(ANNOUNCE_ON))
+JOINED = datetime(TODAY.year - 1, 1, 2, 2, 0, tzinfo=UTC)  # long past the waiting period
+# The rows a charging chunk writes, for every member at once: the reference statement.
+CHARGE_COLUMNS = "cycle_id, member_id, account_id, amount_fen, subsidy_fen"
+
+
+@dataclass
+class Measured:
+    backend: str
+    members: int
+    reference: float  # the bare INSERT ... SELECT (best of a run before and one after ours)
+    charging: float  # our chunks, each with its done row and the finalise check
+    close: float  # settle + charging + finalise + audit
+    peak_rss_mb: float
+    table_mb: float
+    wal_mb: float
+
+
+MEMBERS_SQL = {
+    # Members joined long ago, aged 26 to 50, one in ten paid for by the member before them.
+    "postgresql": """
+        INSERT INTO member (member_ref, plan, birth_date, sex, province, joined_at,
+                            payer_id, jury_certified)
+        SELECT 'B' || lpad(n::text, 9, '0'), :plan, date '1976-01-01' + (n % 9000),
+               CASE WHEN n % 2 = 0 THEN 'F' ELSE 'M' END, '广东', :joined,
+               CASE WHEN n % 10 = 0 THEN n - 1 END, false
+        FROM generate_series(1, :members) AS n
+    """,
+    "sqlite": """
+        INSERT INTO member (member_ref, plan, birth_date, sex, province, joined_at,
+                            payer_id, jury_certified)
+        WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :members)
+        SELECT 'B' || printf('%09d', n), :plan, date('1976-01-01', '+' || (n % 9000) || ' days'),
+               CASE WHEN n % 2 = 0 THEN 'F' ELSE 'M' END, '广东', :joined,
+               CASE WHEN n % 10 = 0 THEN n - 1 END, 0
+        FROM s
+    """,
+}
+
+
+def add_members(db: Engine, members: int) -> None:
+    joined = JOINED if db.dialect.name == "postgresql" else JOINED.replace(tzinfo=None)
+    with db.begin() as connection:
+        connection.execute(
+            text(MEMBERS_SQL[db.dialect.name]), {"plan": PLAN, "joined": joined, "members": members}
+        )
+        connection.execute(text("ANALYZE"))
+
+
+def publish_with_cases() -> int:
+    """Three claims decided by the rules, and the cycle announced with them."""
+    now = PUBLISH_AT - timedelta(days=1)
+    for n, icd10 in enumerate(CASES, start=1):
+        raw = json.dumps(
+            {
+                "submission_id": f"bench-{n}",
+                "member_ref": f"B{n * 7:09d}",
+                "plan": PLAN,
+                "icd10": icd10,
+                "diagnosed_on": (TODAY - timedelta(days=10)).isoformat(),
+                "hospital": "广州市第一人民医院",
+                "accident": False,
+            },
+            ensure_ascii=False,
+        )
+        with transaction(engine()) as session:
+            claim_id, _ = claim_service.record_submission(session, raw, now)
+            claim_service.accept(session, claim_id, now)
+            request = claim_service.evidence_request(session, claim_id)
+            found = [Condition(request.icd10, request.diagnosed_on, "active")] if request else []
+            claim_service.review_claim(session, claim_id, now, Evidence(Reply.FOUND, found))
+            claim_service.schedule(session, claim_id, now)
+    with transaction(engine()) as session:
+        cycle = cycle_service.publish(session, PLAN, PUBLISH_AT)
+        assert cycle.cases == len(CASES), f"{cycle.cases} cases announced, expected {len(CASES)}"
+        return cycle.id
+
+
+def make_reference_table(db: Engine, name: str) -> None:
+    """An empty table of the charge table's shape: its columns, defaults, keys and indexes."""
+    with db.begin() as connection:
+        connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
+        if db.dialect.name == "postgresql":
+            connection.execute(text(f"CREATE TABLE {name} (LIKE charge INCLUDING ALL)"))
+            return
+        ddl = (
+            connection.execute(
+                text("SELECT sql FROM sqlite_master WHERE tbl_name = 'charge' AND sql IS NOT NULL")
+            )
+            .scalars()
+            .all()
+        )
+        for statement in ddl:  # the table and its index, renamed
+            statement = statement.replace("ix_charge_", f"ix_{name}_")
+            statement = statement.replace("CREATE TABLE charge ", f"CREATE TABLE {name} ")
+            connection.execute(text(statement.replace(" ON charge ", f" ON {name} ")))
+
+
+def bare_insert(db: Engine, cycle_id: int, name: str) -> float:
+    """One INSERT ... SELECT of the cycle's rows into an empty table of the same shape."""
+    make_reference_table(db, name)
+    with transaction(db) as session:
+        cycle = session.get(SharingCycle, cycle_id)
+        share, cutoff = cycle.share_fen, cycle.cutoff_at
+    if db.dialect.name == "sqlite":
+        cutoff = cutoff.replace(tzinfo=None)
+    statement = text(
+        f"INSERT INTO {name} ({CHARGE_COLUMNS}) "
+        "SELECT :cycle, id, coalesce(payer_id, id), :share, 0 FROM member "
+        "WHERE plan = :plan AND joined_at < :cutoff AND (exited_at IS NULL OR exited_at >= :cutoff)"
+    )
+    with stopwatch() as took, db.begin() as connection:
+        connection.execute(
+            statement, {"cycle": cycle_id, "share": share, "plan": PLAN, "cutoff": cutoff}
+        )
+    with db.begin() as connection:
+        connection.execute(text(f"DROP TABLE {name}"))
+    return took[0]
+
+
+def close(db: Engine) -> tuple[int, float, float]:
+    """The close as the workers run it: settle, every chunk (as its task), finalise, audit."""
+    with stopwatch() as whole:
+        with transaction(db) as session:
+            cycle = cycle_service.begin_close(session, PLAN, CLOSE_AT, CHUNK_SIZE)
+        with stopwatch() as charging:
+            for chunk_no in range(cycle.chunks):
+                cycle_tasks.charge_chunk(cycle.id, chunk_no)  # the task body; it finalises last
+        with transaction(db) as session:
+            closed = session.get(SharingCycle, cycle.id)
+            report = audit_service.audit(session)
+    assert closed.status == "closed", f"cycle {cycle.id} is {closed.status}"
+    assert report.balanced, report.problems
+    return cycle.id, charging[0], whole[0]
+
+
+def wal_position(db: Engine) -> int:
+    if db.dialect.name != "postgresql":
+        return 0
+    with db.connect() as connection:
+        return int(connection.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar())
+
+
+def table_mb(db: Engine, cycle_id: int) -> float:
+    with db.connect() as connection:
+        if db.dialect.name == "postgresql":
+            size = connection.execute(
+                text(f"SELECT pg_total_relation_size('{charge_partition(cycle_id)}')")
+            ).scalar()
+        else:
+            size = connection.execute(
+                text(  # the charge table and its indexes, not the chunk table
+                    "SELECT sum(pgsize) FROM dbstat "
+                    "WHERE name LIKE '%charge%' AND name NOT LIKE '%chunk%'"
+                )
+            ).scalar()
+    return float(size or 0) / 2**20
+
+
+def measure(backend: str, members: int) -> Measured:
+    """Everything for one database and one membership, in this process (for its peak memory)."""
+    with tempfile.TemporaryDirectory(prefix="huzhu-bench-") as folder:
+        if backend == "postgresql":
+            with scratch_database(f"charging_{members}") as url:
+                return _measure(Settings(data_dir=Path(folder), database_url=url), members)
+        return _measure(Settings(data_dir=Path(folder)), members)
+
+
+def _measure(settings: Settings, members: int) -> Measured:
+    reconfigure(settings)
+    db = engine()
+    upgrade(db)
+    add_members(db, members)
+    cycle_id = publish_with_cases()
+    before = bare_insert(db, cycle_id, "charge_reference_before")
+    wal_start = wal_position(db)
+    closed_id, charging, whole = close(db)
+    wal = (wal_position(db) - wal_start) / 2**20
+    after = bare_insert(db, cycle_id, "charge_reference_after")
+    measured = Measured(
+        backend=db.dialect.name,
+        members=members,
+        reference=min(before, after),
+        charging=charging,
+        close=whole,
+        peak_rss_mb=peak_rss_mb(),
+        table_mb=table_mb(db, closed_id),
+        wal_mb=wal,
+    )
+    db.dispose()
+    return measured
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--members", type=int, default=1_000_000)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.backend, args.members).__dict__))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""What every benchmark shares: a throw-away PostgreSQL database, a stopwatch, peak memory and
+the result row it prints."""
+
+import os
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import psycopg
+
+# An administrative connection: each run makes a database of its own and drops it at the end.
+PG_ADMIN = os.environ.get("HUZHU_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("HUZHU_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+
+
+@dataclass
+class Result:
+    """One goal: the project's figure, the reference, and reference / figure against the goal.
+
+    Figures are seconds unless `unit` says otherwise; the ratio is reference / figure, so a
+    ratio of 1.0 means "as fast as the reference" and the goal is a minimum ratio.
+    """
+
+    benchmark: str
+    figure: float
+    reference: float
+    goal: float
+    unit: str = "s"
+    detail: str = ""
+    ceiling: float | None = None  # the figure must also stay at or under this
+
+    @property
+    def ratio(self) -> float:
+        return self.reference / self.figure if self.figure else float("inf")
+
+    @property
+    def met(self) -> bool:
+        under = self.ceiling is None or self.figure <= self.ceiling
+        return self.ratio >= self.goal and under
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"ratio": round(self.ratio, 3), "met": self.met}
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """`with stopwatch() as took:` ... then took[0] holds the seconds."""
+    took: list[float] = []
+    start = time.perf_counter()
+    try:
+        yield took
+    finally:
+        took.append(time.perf_counter() - start)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def children_peak_rss_mb() -> float:
+    """The largest peak resident memory of the waited-for child processes, in MB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+@contextmanager
+def scratch_database(tag: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one benchmark; yields its SQLAlchemy URL."""
+    name = f"huzhu_bench_{tag}_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        try:
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,27 @@
+"""The benchmarks keep working: each runs at a tiny scale and reports its figure and reference
+(the speed goals themselves are judged by `python -m benchmarks` at full scale, not here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_the_charging_benchmark_measures_both_sides(backend, postgres_url):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.charging", "--backend", backend, "--members", "3000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = json.loads(done.stdout)
+    assert run["members"] == 3000 and run["backend"] == backend
+    assert run["reference"] > 0 and run["charging"] > 0 and run["close"] >= run["charging"]
+    assert 0 < run["peak_rss_mb"] < 300

@@ -1,0 +1,61 @@
+"""On PostgreSQL each cycle's charges live in a partition of their own, from the migration on."""
+
+from alembic import command
+from sqlalchemy import text
+
+from broker.database import engine
+from broker.migrate import _config
+from domain.db import drop_schema, transaction
+from domain.services import cycles as cycle_service
+from tests.integration.scenario import CLOSE_AT, CRITICAL
+from tests.integration.test_redelivery import charge_everything, prepare_announced_cycle
+
+
+def partitions_and_rows() -> dict[str, int]:
+    with engine().connect() as connection:
+        rows = connection.execute(
+            text("SELECT tableoid::regclass::text, count(*) FROM charge GROUP BY 1")
+        ).all()
+    return dict(rows)
+
+
+def test_a_cycle_charges_into_its_own_partition(postgres_stack):
+    prepare_announced_cycle(critical=120)
+    with transaction(engine()) as session:
+        cycle = cycle_service.begin_close(session, CRITICAL, CLOSE_AT, chunk_size=50)
+    charge_everything(cycle.id)
+    assert partitions_and_rows() == {f"charge_c{cycle.id}": 120}
+    with engine().connect() as connection:
+        kind = connection.execute(
+            text("SELECT relkind FROM pg_class WHERE relname = 'charge'")
+        ).scalar()
+    assert kind == "p"  # partitioned
+
+
+def test_the_migration_moves_existing_charges_into_partitions(postgres_stack):
+    drop_schema(engine())
+    with engine().begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        command.upgrade(_config(connection), "3958cc0027d9")  # before partitioning
+        connection.execute(
+            text(
+                "INSERT INTO sharingcycle (plan, announce_on, charge_on, status, cutoff_at,"
+                " sharing_members, cases, aid_fen, fee_fen, surplus_in_fen, surplus_out_fen,"
+                " share_fen, cap_subsidy_fen, annual_cap_subsidy_fen, subsidy_fen, charged_fen,"
+                " chunk_size, chunks, first_member_id, last_member_id, annual_cap_binds,"
+                " collection_round, debit_batch_size, debit_batches, first_account_id)"
+                " SELECT 'critical-illness', d, d + 7, 'closed', d, 2, 1, 0, 0, 0, 0, 1, 0, 0,"
+                " 0, 2, 50, 1, 1, 2, false, 0, 1000, 1, 1"
+                " FROM (VALUES (date '2026-01-07'), (date '2026-01-21')) AS v(d)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO charge (cycle_id, member_id, account_id, amount_fen, subsidy_fen)"
+                " SELECT c.id, m, m, 1, 0 FROM sharingcycle c, generate_series(1, 2) AS m"
+            )
+        )
+    with engine().begin() as connection:
+        command.upgrade(_config(connection), "head")
+        ids = connection.execute(text("SELECT id FROM sharingcycle ORDER BY id")).scalars().all()
+    assert partitions_and_rows() == {f"charge_c{i}": 2 for i in ids}
