@@ -23,7 +23,14 @@ import redis
 from celery import chain
 from sqlmodel import Session, func, select
 
-from benchmarks.common import REDIS_URL, Result, children_peak_rss_mb, scratch_database, stopwatch
+from benchmarks.common import (
+    REDIS_URL,
+    Result,
+    children_peak_rss_mb,
+    empty_broker,
+    scratch_database,
+    stopwatch,
+)
 from benchmarks.noop_tasks import DONE_KEY, noop, noop_last
 from broker.app import reconfigure
 from broker.database import engine
@@ -183,13 +190,6 @@ def running_worker(settings: Settings) -> Iterator[Worker]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def empty_broker(settings: Settings) -> None:
-    client = _redis(settings.broker)
-    keys = list(client.scan_iter(match=f"{settings.broker_key_prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def measure(worker: Worker, claims: list[str]) -> dict:

@@ -2,18 +2,33 @@
 
 import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from benchmarks.common import peak_rss_mb, scratch_database, stopwatch
+from benchmarks.common import (
+    REDIS_URL,
+    children_peak_rss_mb,
+    empty_broker,
+    peak_rss_mb,
+    scratch_database,
+    stopwatch,
+)
 from broker.app import reconfigure
 from broker.database import engine
 from broker.migrate import upgrade
 from broker.settings import Settings
+from broker.submit import send_step
 from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
 from domain.db import transaction
 from domain.models import SharingCycle
@@ -151,19 +166,81 @@ def bare_insert(db: Engine, cycle_id: int, name: str) -> float:
 
 
 def close(db: Engine) -> tuple[int, float, float]:
-    """The close as the workers run it: settle, every chunk (as its task), finalise, audit."""
+    """The close in this process, one chunk after another: settle, every chunk (its task's
+    body), finalise, audit. Returns the cycle, the charging time and the whole close's."""
     with stopwatch() as whole:
         with transaction(db) as session:
             cycle = cycle_service.begin_close(session, PLAN, CLOSE_AT, CHUNK_SIZE)
         with stopwatch() as charging:
             for chunk_no in range(cycle.chunks):
                 cycle_tasks.charge_chunk(cycle.id, chunk_no)  # the task body; it finalises last
-        with transaction(db) as session:
-            closed = session.get(SharingCycle, cycle.id)
-            report = audit_service.audit(session)
-    assert closed.status == "closed", f"cycle {cycle.id} is {closed.status}"
-    assert report.balanced, report.problems
+        audited(db, cycle.id)
     return cycle.id, charging[0], whole[0]
+
+
+def close_on_worker(db: Engine, settings: Settings) -> tuple[int, float, float]:
+    """The close as deployed: `close_cycle` sent to a cycle worker of two processes (compose's
+    worker-cycle), which settles, fans the chunks out to itself and finalises; then the audit.
+    The charging time runs from the send to the cycle's closed status."""
+    with cycle_worker(settings), stopwatch() as whole:
+        with stopwatch() as charging:
+            send_step("close_cycle", PLAN, CLOSE_AT.isoformat())
+            cycle_id = wait_closed(db)
+        audited(db, cycle_id)
+    return cycle_id, charging[0], whole[0]
+
+
+def audited(db: Engine, cycle_id: int) -> None:
+    with transaction(db) as session:
+        closed = session.get(SharingCycle, cycle_id)
+        report = audit_service.audit(session)
+    assert closed.status == "closed", f"cycle {cycle_id} is {closed.status}"
+    assert report.balanced, report.problems
+
+
+def wait_closed(db: Engine, timeout: float = 1800) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.connect() as connection:
+            closed = connection.execute(
+                text("SELECT id FROM sharingcycle WHERE status = 'closed'")
+            ).scalar()
+        if closed is not None:
+            return closed
+        time.sleep(0.05)
+    raise TimeoutError(f"the cycle did not close within {timeout} s")
+
+
+@contextmanager
+def cycle_worker(settings: Settings) -> Iterator[None]:
+    """`celery worker -Q cycle -c 2` (prefetch 1, events on), ready before the clock starts;
+    the payments tasks the close sends wait in Redis and are deleted with the run's keys."""
+    log = settings.data_dir / "worker.log"
+    command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "cycle"]
+    command += ["-c", "2", "--prefetch-multiplier", "1", "-E", "-l", "INFO"]
+    env = dict(os.environ) | {
+        "HUZHU_DATA_DIR": str(settings.data_dir),
+        "HUZHU_DATABASE_URL": settings.database_url,
+        "HUZHU_BROKER_URL": settings.broker_url,
+        "HUZHU_BROKER_KEY_PREFIX": settings.broker_key_prefix,
+        "HUZHU_CHUNK_SIZE": str(CHUNK_SIZE),
+    }
+    with log.open("w") as output:
+        worker = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the cycle worker did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def wal_position(db: Engine) -> int:
@@ -189,16 +266,27 @@ def table_mb(db: Engine, cycle_id: int) -> float:
     return float(size or 0) / 2**20
 
 
-def measure(backend: str, members: int) -> Measured:
+def measure(backend: str, members: int, on_worker: bool) -> Measured:
     """Everything for one database and one membership, in this process (for its peak memory)."""
     with tempfile.TemporaryDirectory(prefix="huzhu-bench-") as folder:
-        if backend == "postgresql":
-            with scratch_database(f"charging_{members}") as url:
-                return _measure(Settings(data_dir=Path(folder), database_url=url), members)
-        return _measure(Settings(data_dir=Path(folder)), members)
+        if backend == "sqlite":
+            return _measure(Settings(data_dir=Path(folder)), members, on_worker=False)
+        prefix = f"huzhu-bench-{os.getpid()}:"
+        with scratch_database(f"charging_{members}") as url:
+            settings = Settings(
+                data_dir=Path(folder),
+                database_url=url,
+                broker_url=REDIS_URL if on_worker else "",
+                broker_key_prefix=prefix,
+            )
+            try:
+                return _measure(settings, members, on_worker)
+            finally:
+                if on_worker:
+                    empty_broker(settings)
 
 
-def _measure(settings: Settings, members: int) -> Measured:
+def _measure(settings: Settings, members: int, on_worker: bool) -> Measured:
     reconfigure(settings)
     db = engine()
     upgrade(db)
@@ -206,7 +294,7 @@ def _measure(settings: Settings, members: int) -> Measured:
     cycle_id = publish_with_cases()
     before = bare_insert(db, cycle_id, "charge_reference_before")
     wal_start = wal_position(db)
-    closed_id, charging, whole = close(db)
+    closed_id, charging, whole = close_on_worker(db, settings) if on_worker else close(db)
     wal = (wal_position(db) - wal_start) / 2**20
     after = bare_insert(db, cycle_id, "charge_reference_after")
     measured = Measured(
@@ -215,7 +303,8 @@ def _measure(settings: Settings, members: int) -> Measured:
         reference=min(before, after),
         charging=charging,
         close=whole,
-        peak_rss_mb=peak_rss_mb(),
+        # This process's, and the worker's (its children count once they are waited for).
+        peak_rss_mb=max(peak_rss_mb(), children_peak_rss_mb()),
         table_mb=table_mb(db, closed_id),
         wal_mb=wal,
     )
@@ -227,8 +316,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="charge the chunks one after another in this process instead of on a cycle worker "
+        "(always so on SQLite, whose one writer gains nothing from two)",
+    )
     args = parser.parse_args()
-    print(json.dumps(measure(args.backend, args.members).__dict__))
+    on_worker = args.backend == "postgresql" and not args.in_process
+    print(
+        json.dumps(
+            measure(args.backend, args.members, on_worker).__dict__ | {"on_worker": on_worker}
+        )
+    )
 
 
 if __name__ == "__main__":

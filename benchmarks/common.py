@@ -9,6 +9,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import psycopg
+import redis
+
+from broker.settings import Settings
 
 # An administrative connection: each run makes a database of its own and drops it at the end.
 PG_ADMIN = os.environ.get("HUZHU_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -77,3 +80,11 @@ def scratch_database(tag: str) -> Iterator[str]:
             yield f"{base}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def empty_broker(settings: Settings) -> None:
+    """Delete the run's Redis keys (its prefix): queues, unacknowledged messages, beat."""
+    client = redis.Redis.from_url(settings.broker)
+    keys = list(client.scan_iter(match=f"{settings.broker_key_prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)

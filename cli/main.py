@@ -34,6 +34,7 @@ from domain.db import transaction
 from domain.members import Enrolment
 from domain.money import yuan
 from domain.plans import load_plans
+from domain.services import archive as archive_service
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
@@ -363,6 +364,32 @@ def cycle_show(
     except LookupError as error:
         fail(str(error))
     _show_cycle(found, as_json)
+
+
+@cycle_app.command("archive")
+def cycle_archive(
+    cycle: Annotated[int, typer.Argument(help="Cycle id (see `huzhu cycle show`).")],
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Detach an old cycle's charges from the live table (PostgreSQL), to dump and drop them.
+
+    Only a closed cycle that is fully collected and audits clean; the live cycle is untouched."""
+    try:
+        done = archive_service.archive_charges(engine(), cycle, datetime.now(UTC))
+    except LookupError as error:
+        fail(str(error).strip("'\""), "list the cycles with `huzhu cycle show --plan P`")
+    except ValueError as error:
+        fail(str(error))
+    if as_json:
+        print_json(done.__dict__)
+        return
+    console.print(
+        f"cycle {done.cycle_id}: {done.rows:,} charges detached into table [bold]{done.table}[/]"
+    )
+    console.print(
+        f"keep it with `pg_dump --table={done.table} --format=custom --file={done.table}.dump`,"
+        f" then `DROP TABLE {done.table}`"
+    )
 
 
 def _show_cycle(cycle, as_json: bool) -> None:

@@ -54,7 +54,15 @@ def commit_without_waiting(session: Session) -> None:
 
 
 def drop_schema(engine: Engine) -> None:
+    """Every table, with the charge partitions of archived cycles (no longer under `charge`)."""
     SQLModel.metadata.drop_all(engine)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            archived = connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE tablename ~ '^charge_c[0-9]+$'")
+            ).scalars()
+            for table in list(archived):
+                connection.execute(text(f"DROP TABLE {table}"))
 
 
 @contextmanager

@@ -170,6 +170,9 @@ class SharingCycle(SQLModel, table=True):
     first_account_id: int = Field(default=0, sa_type=BigInteger)
     # Set once the window has closed and members unpaid twice in a row were removed.
     arrears_settled_at: datetime | None = moment(nullable=True)
+    # PostgreSQL: the cycle's charge partition was detached (after a clean audit and full
+    # collection) to be dumped and dropped; the audit no longer reads its rows.
+    charges_archived_at: datetime | None = moment(nullable=True)
 
 
 class ChargeChunk(SQLModel, table=True):

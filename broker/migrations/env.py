@@ -18,9 +18,11 @@ def run() -> None:
         _migrate(connectable)
 
 
-def _ours(_object, name, type_, _reflected, _compare_to) -> bool:
-    """Each cycle's charge partition (charge_c<id>) is made at run time, not by the models."""
-    return not (type_ == "table" and re.fullmatch(r"charge_c\d+", name or ""))
+def _ours(item, name, type_, _reflected, _compare_to) -> bool:
+    """Each cycle's charge partition (charge_c<id>), attached or archived, and its indexes are
+    made at run time, not by the models."""
+    table = name if type_ == "table" else getattr(getattr(item, "table", None), "name", "")
+    return not re.fullmatch(r"charge_c\d+", table or "")
 
 
 def _migrate(connection) -> None:

@@ -1,13 +1,29 @@
 """On PostgreSQL each cycle's charges live in a partition of their own, from the migration on."""
 
+import json
+
+import pytest
 from alembic import command
 from sqlalchemy import text
 
 from broker.database import engine
 from broker.migrate import _config
+from broker.submit import submit_claim
+from domain.calendar import charge_day, next_announcement_day, start_of_day
 from domain.db import drop_schema, transaction
+from domain.services import audit as audit_service
 from domain.services import cycles as cycle_service
-from tests.integration.scenario import CLOSE_AT, CRITICAL
+from tests.integration.scenario import (
+    ANNOUNCE_ON,
+    CLOSE_AT,
+    CRITICAL,
+    PUBLISH_AT,
+    enrol,
+    membership,
+    submission,
+)
+from tests.integration.support import huzhu
+from tests.integration.test_collection import cycle_money, fleet, provider, settled  # noqa: F401
 from tests.integration.test_redelivery import charge_everything, prepare_announced_cycle
 
 
@@ -59,3 +75,57 @@ def test_the_migration_moves_existing_charges_into_partitions(postgres_stack):
         command.upgrade(_config(connection), "head")
         ids = connection.execute(text("SELECT id FROM sharingcycle ORDER BY id")).scalars().all()
     assert partitions_and_rows() == {f"charge_c{i}": 2 for i in ids}
+
+
+@pytest.mark.usefixtures("provider", "fleet")  # the payment sandbox and a worker
+def test_an_old_cycle_is_archived_once_collected_and_the_next_one_runs_on(postgres_stack):
+    enrol(membership(20, 0))
+    submit_claim(submission("first", "C0005", "C73"))
+    settled("first")
+    huzhu(postgres_stack, "cycle", "publish", "--plan", CRITICAL, "--at", PUBLISH_AT.isoformat())
+    closing = huzhu(postgres_stack, "cycle", "archive", "1", check=False)
+    assert closing.returncode == 1 and "only a closed cycle" in closing.stderr
+    huzhu(postgres_stack, "cycle", "close", "--plan", CRITICAL, "--at", CLOSE_AT.isoformat())
+    first = cycle_money(ANNOUNCE_ON)["id"]
+
+    archived = json.loads(huzhu(postgres_stack, "cycle", "archive", str(first), "--json").stdout)
+    assert (archived["table"], archived["rows"]) == (f"charge_c{first}", 20)
+    assert partitions_and_rows() == {}  # detached: the live table no longer holds them
+    with engine().connect() as connection:
+        kept = connection.execute(text(f"SELECT count(*) FROM charge_c{first}")).scalar()
+    assert kept == 20  # a table of its own, ready to be dumped
+    again = json.loads(huzhu(postgres_stack, "cycle", "archive", str(first), "--json").stdout)
+    assert again["archived_at"] == archived["archived_at"]
+
+    # The next cycle is announced, charged and audited as if nothing had happened.
+    second_on = next_announcement_day(ANNOUNCE_ON)
+    submit_claim(submission("second", "C0006", "C50.9"))
+    settled("second")
+    huzhu(
+        postgres_stack,
+        "cycle",
+        "publish",
+        "--plan",
+        CRITICAL,
+        "--at",
+        start_of_day(second_on).isoformat(),
+    )
+    huzhu(
+        postgres_stack,
+        "cycle",
+        "close",
+        "--plan",
+        CRITICAL,
+        "--at",
+        start_of_day(charge_day(second_on)).isoformat(),
+    )
+    second = cycle_money(second_on)["id"]
+    assert partitions_and_rows() == {f"charge_c{second}": 19}  # C0005 left with the payout
+    with transaction(engine()) as session:
+        report = audit_service.audit(session)
+    assert report.balanced, report.problems
+
+
+def test_archiving_needs_postgresql(sqlite_stack):
+    refused = huzhu(sqlite_stack, "cycle", "archive", "1", check=False)
+    assert refused.returncode == 1 and "no partition to archive" in refused.stderr

@@ -165,3 +165,17 @@ def test_the_audit_fails_loudly_when_a_charge_is_tampered_with(sqlite_stack, tmp
     assert any("charged" in problem for problem in report["problems"])
     with transaction(engine()) as session:
         assert session.exec(select(func.count()).select_from(LedgerEntry)).one() > 0
+
+
+def test_the_audit_finds_money_marked_collected_that_the_ledger_never_booked(sqlite_stack):
+    from tests.integration.test_redelivery import close_a_cycle_in_process
+
+    close_a_cycle_in_process()
+    with transaction(engine()) as session:
+        charge = session.exec(select(Charge)).first()
+        charge.collected_fen = charge.amount_fen  # as if collected, with no debit booked
+        session.add(charge)
+    result = huzhu(sqlite_stack, "audit", "--json", check=False)
+    assert result.returncode == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert any("the ledger's receivable is" in problem for problem in problems), problems
