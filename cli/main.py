@@ -404,7 +404,9 @@ def _show_cycle(cycle, as_json: bool) -> None:
 
 @app.command("audit")
 def audit(as_json: bool = JSON_OPTION) -> None:
-    """Check that every closed cycle balances to the fen; exit 1 with the reasons if not."""
+    """Check the invariants: every closed cycle balances to the fen (one charge per sharing
+    member, one payout per paid claim, the ledger), every claim took each step once and is in
+    the state its history ends in; exit 1 with the reasons if not."""
     with transaction(engine()) as session:
         report = audit_service.audit(session)
     if as_json:
@@ -414,11 +416,14 @@ def audit(as_json: bool = JSON_OPTION) -> None:
                 "cycles": len(report.cycles),
                 "problems": report.problems,
                 "attention": report.attention,
+                "claims": report.claims,
             }
         )
     elif report.balanced:
         console.print(
-            f"[green]balanced[/]: {len(report.cycles)} closed cycle(s) check out to the fen"
+            f"[green]balanced[/]: {len(report.cycles)} closed cycle(s) check out to the fen; "
+            f"{sum(report.claims.values())} claim(s), each step taken once: "
+            + ", ".join(f"{n} {state}" for state, n in report.claims.items())
         )
         if report.attention:
             console.print(table("needs a person", ["what"], [[a] for a in report.attention]))

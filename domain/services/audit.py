@@ -2,12 +2,13 @@
 
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, func, or_, select
 
 from domain.claims import State
 from domain.models import (
     Charge,
     Claim,
+    ClaimEvent,
     DebitStatus,
     LedgerEntry,
     Member,
@@ -37,6 +38,8 @@ class AuditReport:
     general: list[str] = field(default_factory=list)
     # Not imbalances: things a person must act on (a refused payout, a step that keeps failing).
     attention: list[str] = field(default_factory=list)
+    # Every submission received, by the state its claim is in: all are accounted for.
+    claims: dict[str, int] = field(default_factory=dict)
 
     @property
     def balanced(self) -> bool:
@@ -60,7 +63,10 @@ def audit(session: Session) -> AuditReport:
     ).all()
     surplus_by_plan: dict[str, int] = {}
     outstanding_by_plan: dict[str, int] = {}
-    report = AuditReport([], _members_paid_twice(session) + _payouts(session))
+    report = AuditReport(
+        [], _members_paid_twice(session) + _payouts(session) + _claims_moved_once(session)
+    )
+    report.claims = claim_counts(session)
     for cycle in cycles:
         result = CycleAudit(cycle.plan, cycle.id, str(cycle.announce_on))
         result.problems, outstanding = _check_cycle(
@@ -134,6 +140,49 @@ def _receivables(session: Session, outstanding_by_plan: dict[str, int]) -> list[
                 f"{plan}: the ledger's receivable is {debited - credited} fen "
                 f"but {outstanding} fen of charges are uncollected"
             )
+    return problems
+
+
+def claim_counts(session: Session) -> dict[str, int]:
+    rows = session.exec(select(Claim.state, func.count()).group_by(Claim.state)).all()
+    return dict(sorted(rows))
+
+
+# Steps a redelivered or concurrent message must never take twice on one claim. (Approved to
+# scheduled may come twice: a case upheld against on objection can be approved again by a jury.)
+ONCE = [
+    (State.RECEIVED, State.UNDER_REVIEW),  # accepted
+    (State.RECEIVED, State.REJECTED),  # refused at intake
+    (State.UNDER_REVIEW, State.APPROVED),  # reviewed
+    (State.UNDER_REVIEW, State.REJECTED),
+    (State.UNDER_REVIEW, State.NEEDS_REVIEW),
+    (State.ANNOUNCED, State.SETTLED),  # shared out
+    (State.SETTLED, State.PAID),  # paid
+]
+
+
+def _claims_moved_once(session: Session) -> list[str]:
+    """Each step taken once per claim, and each claim's state the one its history ends in."""
+    pairs = [(col(ClaimEvent.from_state) == a) & (col(ClaimEvent.to_state) == b) for a, b in ONCE]
+    twice = session.exec(
+        select(ClaimEvent.claim_id, ClaimEvent.from_state, ClaimEvent.to_state, func.count())
+        .where(or_(*pairs))
+        .group_by(ClaimEvent.claim_id, ClaimEvent.from_state, ClaimEvent.to_state)
+        .having(func.count() > 1)
+    ).all()
+    problems = [f"claim {c}: {a} -> {b} happened {n} times" for c, a, b, n in twice]
+    last = (
+        select(ClaimEvent.claim_id, func.max(ClaimEvent.id).label("event_id"))
+        .group_by(ClaimEvent.claim_id)
+        .subquery()
+    )
+    disagree = session.exec(
+        select(Claim.id, Claim.state, ClaimEvent.to_state)
+        .join(last, last.c.claim_id == Claim.id)
+        .join(ClaimEvent, ClaimEvent.id == last.c.event_id)
+        .where(ClaimEvent.to_state != Claim.state)
+    ).all()
+    problems += [f"claim {c}: is {s} but its history ends in {e}" for c, s, e in disagree]
     return problems
 
 

@@ -9,7 +9,7 @@ from broker.database import engine
 from domain.calendar import SHANGHAI
 from domain.claims import WORKING
 from domain.db import transaction
-from domain.models import Charge, Claim, LedgerEntry, Member
+from domain.models import Charge, Claim, ClaimEvent, LedgerEntry, Member
 from domain.services import payments as payment_service
 from tests.integration.scenario import (
     ANNOUNCE_ON,
@@ -179,3 +179,24 @@ def test_the_audit_finds_money_marked_collected_that_the_ledger_never_booked(sql
     assert result.returncode == 1
     problems = json.loads(result.stdout)["problems"]
     assert any("the ledger's receivable is" in problem for problem in problems), problems
+
+
+def test_the_audit_finds_a_step_taken_twice_and_a_state_its_history_does_not_end_in(
+    sqlite_stack,
+):
+    from tests.integration.test_redelivery import close_a_cycle_in_process
+
+    close_a_cycle_in_process()
+    with transaction(engine()) as session:
+        reviewed = session.exec(select(ClaimEvent).where(ClaimEvent.to_state == "approved")).first()
+        session.add(ClaimEvent(**reviewed.model_dump(exclude={"id"})))  # reviewed again
+        rejected = session.exec(select(Claim).where(Claim.state == "rejected")).first()
+        rejected.state = "approved"  # a state no event led to
+        session.add(rejected)
+    result = huzhu(sqlite_stack, "audit", "--json", check=False)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    problems = "\n".join(report["problems"])
+    assert f"claim {reviewed.claim_id}: under_review -> approved happened 2 times" in problems
+    assert f"claim {rejected.id}: is approved but its history ends in rejected" in problems
+    assert sum(report["claims"].values()) == len(set(CLAIMS))
