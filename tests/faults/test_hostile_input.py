@@ -14,7 +14,7 @@ from broker.submit import submit_claim
 from domain.db import transaction
 from domain.models import Claim
 from domain.services.claims import submission_key
-from tests.faults.test_worker_killed import all_decided, start_worker
+from tests.faults.test_worker_killed import all_decided, invariants_hold, start_worker
 from tests.integration.scenario import enrol, membership
 from tests.integration.support import wait_until
 
@@ -79,3 +79,4 @@ def test_hostile_submissions_are_each_accounted_for_and_never_crash_a_worker(run
     assert len(claims) == expected >= before
     for claim in claims:
         assert (claim.state == "rejected" and claim.reason_code) or claim.state != "rejected"
+    assert sum(invariants_hold().claims.values()) == expected

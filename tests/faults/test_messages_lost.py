@@ -12,7 +12,13 @@ from domain.claims import WORKING
 from sandbox.faults import Faults
 from sandbox.hospital import make_hospital_app
 from sandbox.server import serving
-from tests.faults.test_worker_killed import all_decided, counts, start_worker, sweeping
+from tests.faults.test_worker_killed import (
+    all_decided,
+    counts,
+    invariants_hold,
+    start_worker,
+    sweeping,
+)
 from tests.integration.fixtures import empty_broker
 from tests.integration.scenario import enrol, membership, submission
 from tests.integration.support import wait_until
@@ -57,4 +63,4 @@ def test_the_sweep_redrives_every_claim_after_the_broker_lost_its_messages(
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)
-    assert counts() == {"scheduled": 10}
+    assert invariants_hold().claims == {"scheduled": 10}

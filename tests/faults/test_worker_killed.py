@@ -14,6 +14,7 @@ from broker.submit import send_step, submit_claim
 from domain.claims import WORKING
 from domain.db import transaction
 from domain.models import Claim, ClaimEvent
+from domain.services import audit
 from sandbox.faults import Faults
 from sandbox.hospital import make_hospital_app
 from sandbox.server import serving
@@ -42,6 +43,14 @@ def sweeping(check, period: float = 2.0):
         return check()
 
     return swept
+
+
+def invariants_hold() -> audit.AuditReport:
+    """The invariant checker (`huzhu audit`) after a fault: books, charges, payouts, claims."""
+    with transaction(engine()) as session:
+        report = audit.audit(session)
+    assert report.balanced, report.problems
+    return report
 
 
 def all_decided() -> bool | None:
@@ -99,3 +108,4 @@ def test_a_worker_killed_mid_review_loses_and_doubles_nothing(postgres_stack, tm
             .group_by(ClaimEvent.claim_id)
         ).all()
     assert sorted(n for _, n in approvals) == [1] * 8  # each decided exactly once
+    assert invariants_hold().claims == {"scheduled": 8}

@@ -59,8 +59,10 @@ def postgres_url() -> Iterator[str]:
     with admin:
         drop_stale_databases(admin)
         admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-        base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        yield f"{base}/{PG_DATABASE}"
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    yield f"{base}/{PG_DATABASE}"
+    # A new connection: a fault test may have restarted the server since.
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
 
 

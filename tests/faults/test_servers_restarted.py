@@ -1,0 +1,132 @@
+"""The servers themselves restarted under load: Redis (which keeps nothing here, so every queued
+message is lost with it) in the middle of the claim chains, and PostgreSQL in the middle of
+charging a cycle. The workers reconnect, the steps retry, the sweep re-sends what was lost, and
+the invariant checker finds every claim decided once and every member charged once."""
+
+import contextlib
+import glob
+import subprocess
+import time
+
+import pytest
+import redis
+from sqlalchemy.exc import OperationalError
+from sqlmodel import func, select
+
+from broker.database import engine
+from broker.submit import send_step, submit_claim
+from domain.db import transaction
+from domain.models import Charge, SharingCycle
+from sandbox.faults import Faults
+from sandbox.hospital import make_hospital_app
+from sandbox.server import serving
+from tests.faults.test_close_killed import chunks_done
+from tests.faults.test_worker_killed import (
+    all_decided,
+    counts,
+    invariants_hold,
+    start_worker,
+    sweeping,
+)
+from tests.integration.fixtures import REDIS_URL
+from tests.integration.scenario import CLOSE_AT, CRITICAL, enrol, membership, submission
+from tests.integration.support import wait_until
+from tests.integration.test_redelivery import prepare_announced_cycle
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+# The machine's own restart commands (README): no persistence, so a restart empties Redis.
+REDIS_START = [
+    *("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379"),
+    *("--save", "", "--appendonly", "no", "--dir", "/var/lib/redis"),
+    *("--logfile", "/var/log/redis/ci.log"),
+]
+
+
+def restart_redis() -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    with contextlib.suppress(redis.ConnectionError):  # it closes the connection as it goes
+        client.shutdown(nosave=True)
+    subprocess.run(REDIS_START, check=True)
+    wait_until(lambda: _answers(client), 30, "Redis back")
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
+
+
+def restart_postgres() -> None:
+    [version] = [path.rsplit("/", 1)[1] for path in glob.glob("/etc/postgresql/*")]
+    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
+    subprocess.run([*command, "-m", "fast"], check=True, capture_output=True)
+    wait_until(_database_answers, 60, "PostgreSQL back")
+
+
+def _database_answers() -> bool:
+    try:
+        with transaction(engine()) as session:
+            return session.exec(select(func.count()).select_from(SharingCycle)).one() >= 0
+    except OperationalError:
+        return False
+
+
+def test_redis_restarted_mid_chain_loses_no_claim(postgres_stack, tmp_path):
+    enrol(membership(20, 0))
+    log_path = tmp_path / "worker.log"
+    with (
+        serving(make_hospital_app(faults=Faults(latency_ms=400))) as hospital,
+        log_path.open("w") as log,
+    ):
+        env = postgres_stack.env | {
+            "HUZHU_HOSPITAL_URL": hospital,
+            "HUZHU_STUCK_AFTER_SECONDS": "1",
+        }
+        worker = start_worker(env, log)
+        try:
+            for n in range(12):
+                submit_claim(submission(f"redis-{n}", f"C{n:04d}", "C73"))
+            wait_until(lambda: counts().get("scheduled", 0) >= 2, 60, "chains under way", log_path)
+            restart_redis()
+            assert worker.poll() is None, "the worker must ride out the restart"
+            wait_until(
+                sweeping(all_decided), 180, "every claim decided after the restart", log_path
+            )
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    report = invariants_hold()
+    assert report.claims == {"scheduled": 12}
+
+
+def test_postgres_restarted_while_charging_charges_each_member_once(postgres_stack, tmp_path):
+    members = 6000
+    prepare_announced_cycle(critical=members)
+    log_path = tmp_path / "worker.log"
+    env = postgres_stack.env | {"HUZHU_CHUNK_SIZE": "25", "HUZHU_STUCK_AFTER_SECONDS": "1"}
+    with log_path.open("w") as log:
+        worker = start_worker(env, log)
+        try:
+            send_step("close_cycle", CRITICAL, CLOSE_AT.isoformat())
+            wait_until(lambda: chunks_done() >= 20, 60, "charging under way", log_path)
+            restart_postgres()
+            assert chunks_done() < members // 25, "the restart must land before the last chunk"
+            assert worker.poll() is None, "the worker must ride out the restart"
+
+            def closed():
+                with transaction(engine()) as session:
+                    return session.exec(select(SharingCycle)).one().status == "closed" or None
+
+            wait_until(sweeping(closed), 180, "the cycle closed after the restart", log_path)
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    time.sleep(0.5)
+    with transaction(engine()) as session:
+        rows, distinct = session.exec(
+            select(func.count(), func.count(func.distinct(Charge.member_id)))
+        ).one()
+    assert rows == distinct == members
+    invariants_hold()
