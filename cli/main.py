@@ -1,7 +1,9 @@
 """`huzhu`: the operator's command for members, claims, sharing cycles, the audit and the demo."""
 
 import csv
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from itertools import compress
 from pathlib import Path
 from typing import Annotated
 
@@ -67,6 +69,7 @@ OPTIONAL_COLUMNS = [
     "credit_assessment",
     "jury_certified",
 ]
+PROGRESS_STEP = 1_000  # rows between two moves of the import's progress bar
 PlanOption = Annotated[str, typer.Option("--plan", help="Plan code, e.g. critical-illness.")]
 AtOption = Annotated[str, typer.Option("--at", help="The clock of the run, ISO 8601 with offset.")]
 WaitOption = Annotated[
@@ -111,26 +114,13 @@ def members_import(
     if not file.is_file():
         fail(f"{file} is not a file", "give the path of a CSV file with a header row")
     report = member_service.ImportReport()
-    with file.open(encoding="utf-8-sig") as handle:
-        total = max(sum(1 for _ in handle) - 1, 0)
+    total = None if as_json else _data_lines(file)  # the bar's length; no bar for scripts
     with file.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = [c for c in MEMBER_COLUMNS if c not in header]
-        unknown = [c for c in header if c not in MEMBER_COLUMNS + OPTIONAL_COLUMNS]
-        if missing or unknown:
-            fail(
-                f"{file}: missing column(s) {', '.join(missing) or '-'}; "
-                f"unknown column(s) {', '.join(unknown) or '-'}",
-                "the header holds "
-                + ",".join(MEMBER_COLUMNS)
-                + " and may add "
-                + ",".join(OPTIONAL_COLUMNS),
-            )
+        reader = csv.reader(handle)
+        header = _header(file, next(reader, []))
         with progress(as_json) as bar:
             task = bar.add_task("importing members", total=total)
-            # line_num is read as each row is consumed: the line where that row ends.
-            rows = (_enrolment(reader.line_num, row, bar, task) for row in reader)
+            rows = _enrolments(reader, header, lambda done: bar.advance(task, done))
             member_service.import_members(engine(), rows, report)
     refused = [{"line": line, "reason": reason} for line, reason in sorted(report.refused)]
     if as_json:
@@ -145,16 +135,53 @@ def members_import(
         raise typer.Exit(3)
 
 
-def _enrolment(line: int, row: dict, bar, task) -> tuple[int, Enrolment | str]:
-    bar.advance(task)
-    if None in row:  # csv puts the fields beyond the header under the key None
-        return line, "more fields than the header has columns"
-    try:
-        return line, Enrolment.model_validate({k: v for k, v in row.items() if k and v != ""})
-    except ValidationError as error:
-        return line, "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+def _data_lines(file: Path) -> int:
+    with file.open(encoding="utf-8-sig") as handle:
+        return max(sum(1 for _ in handle) - 1, 0)
+
+
+def _header(file: Path, header: list[str]) -> list[str]:
+    missing = [c for c in MEMBER_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in MEMBER_COLUMNS + OPTIONAL_COLUMNS]
+    if missing or unknown:
+        fail(
+            f"{file}: missing column(s) {', '.join(missing) or '-'}; "
+            f"unknown column(s) {', '.join(unknown) or '-'}",
+            "the header holds "
+            + ",".join(MEMBER_COLUMNS)
+            + " and may add "
+            + ",".join(OPTIONAL_COLUMNS),
         )
+    return header
+
+
+def _enrolments(
+    reader, header: list[str], advance: Callable[[int], None]
+) -> Iterator[tuple[int, Enrolment | str]]:
+    """Each row as (line, enrolment or why not); an empty field is left out, so it takes its
+    default. The bar moves every PROGRESS_STEP rows, not a million times; the import may run
+    this in a thread of its own, which rich's progress bar allows."""
+    count = 0
+    for count, row in enumerate(reader, 1):
+        if count % PROGRESS_STEP == 0:
+            advance(PROGRESS_STEP)
+        if not row:
+            continue  # a blank line, which csv.DictReader skipped too
+        # line_num is read as each row is consumed: the line where that row ends.
+        yield reader.line_num, _enrolment(header, row)
+    advance(count % PROGRESS_STEP)
+
+
+def _enrolment(header: list[str], row: list[str]) -> Enrolment | str:
+    if len(row) > len(header):
+        return "more fields than the header has columns"
+    fields = dict(compress(zip(header, row, strict=False), row))  # the non-empty ones
+    if len(row) < len(header):
+        fields.update(dict.fromkeys(header[len(row) :]))  # as csv.DictReader gave them: None
+    try:
+        return Enrolment.model_validate(fields)
+    except ValidationError as error:
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
 
 
 @members_app.command("exit")

@@ -1,6 +1,7 @@
 """A claim's rules, pure: the submission's shape, the state machine and the medical review."""
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -91,10 +92,15 @@ def check_transition(current: str, target: State) -> None:
         raise IllegalTransition(f"a claim cannot go from {current} to {target}")
 
 
+# A regular expression, not a loop over characters: it runs on three fields of every row of a
+# million-member import.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def printable(value: str) -> str:
     """Refuse control characters: never part of a real id, name or place, and PostgreSQL
     cannot store NUL at all."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if CONTROL_CHARACTERS.search(value):
         raise ValueError("contains control characters")
     return value
 

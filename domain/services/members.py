@@ -1,21 +1,27 @@
-"""Members in the database: enrolment in batches, voluntary exit, and who shares at a moment."""
+"""Members in the database: bulk enrolment, voluntary exit, and who shares at a moment."""
 
+import queue
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Engine, and_, or_, tuple_, update
+from sqlalchemy import ColumnElement, Engine, and_, or_, text, tuple_, update
 from sqlmodel import Session, col, func, insert, select
 
 from domain.calendar import add_years, local_date, start_of_day
 from domain.db import transaction
 from domain.members import Enrolment, ExitReason, exit_refusal, join_refusal
 from domain.models import CycleStatus, Member, SharingCycle
-from domain.plans import get_plan
+from domain.plans import get_plan, load_plans
 from domain.services.store import lock_plan
 
 BATCH = 2_000
+BATCH_ROWS = 1_000  # rows handed from the validating thread to the COPY at a time
+T = TypeVar("T")
 
 
 def shares_at(cutoff: datetime) -> ColumnElement[bool]:
@@ -38,8 +44,18 @@ class ImportReport:
 def import_members(
     engine: Engine, rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport
 ) -> None:
-    """Enrol validated rows, one transaction per batch, so a large file commits as it goes and
-    memory stays flat; a row given as a string is a parse error for its line."""
+    """Enrol validated rows: PostgreSQL streams them with COPY and checks them set-based in SQL,
+    SQLite inserts them in batches. A row given as a string is a parse error for its line."""
+    if engine.dialect.name == "postgresql":
+        copy_import(engine, rows, report)
+    else:
+        batched_import(engine, rows, report)
+
+
+def batched_import(
+    engine: Engine, rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport
+) -> None:
+    """One transaction per batch, so a large file commits as it goes and memory stays flat."""
     for batch in _batches(rows, BATCH):
         with transaction(engine) as session:
             import_batch(session, batch, report)
@@ -58,16 +74,25 @@ def import_batch(
         elif refusal := join_refusal(get_plan(row.plan), row):
             report.refused.append((line, refusal))
         elif row.plan in fixed and row.joined_at <= fixed[row.plan]:
-            report.refused.append(
-                (
-                    line,
-                    f"joined_at is before {fixed[row.plan].isoformat()}, the cut-off of "
-                    "a published cycle, whose members are fixed",
-                )
-            )
+            report.refused.append((line, _before_cutoff(fixed[row.plan])))
         else:
             good.append((line, row))
     _insert_batch(session, good, report)
+
+
+def _before_cutoff(cutoff: datetime) -> str:
+    return (
+        f"joined_at is before {cutoff.isoformat()}, the cut-off of "
+        "a published cycle, whose members are fixed"
+    )
+
+
+def _already_member(member_ref: str, plan: str) -> str:
+    return f"{member_ref} is already a member of {plan}"
+
+
+def _payer_unknown(payer_ref: str) -> str:
+    return f"payer {payer_ref} is not a member (enrol them first)"
 
 
 def exit_moment(session: Session, plan: str, at: datetime) -> datetime:
@@ -107,7 +132,7 @@ def _insert_batch(
         pending = [(line, row) for line, row in pending if line not in done]
         payers |= _payer_ids(session, {row.payer_ref for _, row in pending if row.payer_ref})
     for line, row in pending:
-        report.refused.append((line, f"payer {row.payer_ref} is not a member (enrol them first)"))
+        report.refused.append((line, _payer_unknown(row.payer_ref)))
 
 
 def _new_members_only(
@@ -127,7 +152,7 @@ def _new_members_only(
     for line, row in rows:
         key = (row.plan, row.member_ref)
         if key in taken:
-            report.refused.append((line, f"{row.member_ref} is already a member of {row.plan}"))
+            report.refused.append((line, _already_member(row.member_ref, row.plan)))
         else:
             taken.add(key)
             fresh.append((line, row))
@@ -164,6 +189,276 @@ def _batches(rows: Iterable, size: int) -> Iterator[list]:
     iterator = iter(rows)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+# The PostgreSQL path. A thread validates the rows while this one streams them with COPY into a
+# temporary staging table, a chunk at a time; each chunk is then checked with one statement per
+# rule and moved into `member` with INSERT ... SELECT while the thread validates the next one, so
+# Python and PostgreSQL work side by side, each on its own core.
+CHUNK = 50_000  # rows staged, checked and inserted together
+# The staging table's columns as COPY writes them, with their PostgreSQL types (binary COPY).
+STAGED = {
+    "line": "int8",
+    "member_ref": "text",
+    "plan": "text",
+    "name": "text",
+    "birth_date": "date",
+    "sex": "text",
+    "province": "text",
+    "joined_at": "timestamptz",
+    "payer_ref": "text",
+    "jury_certified": "bool",
+}
+MOVED_COLUMNS = "member_ref, plan, name, birth_date, sex, province, joined_at, jury_certified"
+# A payer may be in any plan. Naming every plan lets PostgreSQL find the payer through the
+# (plan, member_ref) unique index, where `member_ref = ...` alone would read the whole table.
+PAYER_ID = """SELECT min(m.id) FROM member m
+    WHERE m.plan = ANY(:plans) AND m.member_ref = {row}.payer_ref AND m.exited_at IS NULL"""
+IS_MEMBER = "SELECT 1 FROM member m WHERE m.plan = {row}.plan AND m.member_ref = {row}.member_ref"
+
+
+def copy_import(
+    engine: Engine, rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport
+) -> None:
+    """Enrol a whole file in one transaction: COPY is all-or-nothing anyway, a row's checks
+    must still hold when it goes in, and a file that failed can simply be imported again.
+
+    Memory stays flat: a few chunks of rows at a time, and the refused rows (the report)."""
+    with (
+        transaction(engine) as session,
+        closing(_in_background(_joinable(rows, report), BATCH_ROWS)) as batches,
+    ):
+        _tune_for_chunks(session)
+        _create_staging(session)
+        locked: set[str] = set()
+        while _stage(session, islice(batches, CHUNK // BATCH_ROWS)):
+            _check_and_insert(session, locked, report)
+        _refuse_waiting(session, report)
+
+
+def _tune_for_chunks(session: Session) -> None:
+    """Settings of this transaction only. The staging tables have no statistics, and the
+    planner, guessing, would sort a whole chunk to merge-join it with a few waiting rows:
+    hashing the smaller side is always right here. JIT compiling costs more than it saves on
+    a chunk (the per-row index look-ups make the estimates look large); sorting or hashing a
+    chunk fits in 64 MB."""
+    session.execute(text("SET LOCAL enable_mergejoin = off"))
+    session.execute(text("SET LOCAL jit = off"))
+    session.execute(text("SET LOCAL work_mem = '64MB'"))
+
+
+def _create_staging(session: Session) -> None:
+    """The staging tables, without indexes. Each row draws its member id when staged, so the
+    rows that did not go in can be told by id."""
+    sequence = session.execute(text("SELECT pg_get_serial_sequence('member', 'id')")).scalar_one()
+    columns = ", ".join(f"{column} {kind}" for column, kind in STAGED.items())
+    session.execute(
+        text(
+            f"CREATE TEMP TABLE member_staging (id bigint DEFAULT nextval('{sequence}'), "
+            f"{columns}) ON COMMIT DROP"
+        )
+    )
+    # Rows whose payer is not a member yet wait here, across chunks, until the payer is.
+    session.execute(text("CREATE TEMP TABLE member_waiting (LIKE member_staging) ON COMMIT DROP"))
+
+
+def _joinable(rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport) -> Iterator[tuple]:
+    """The rows that pass their plan's joining rules, as staged; the others go to the report."""
+    rules = load_plans()
+    for line, row in rows:
+        if isinstance(row, str):
+            report.refused.append((line, row))
+        elif refusal := join_refusal(rules[row.plan], row):
+            report.refused.append((line, refusal))
+        else:
+            yield (
+                line,
+                row.member_ref,
+                row.plan,
+                row.name,
+                row.birth_date,
+                row.sex,
+                row.province,
+                row.joined_at,
+                row.payer_ref,
+                row.jury_certified,
+            )
+
+
+def _stage(session: Session, batches: Iterable[list[tuple]]) -> int:
+    """COPY the next chunk into the emptied staging table; how many rows it holds."""
+    session.execute(text("TRUNCATE member_staging"))
+    staged = 0
+    columns = ", ".join(STAGED)
+    psycopg_connection = session.connection().connection.driver_connection
+    with (
+        psycopg_connection.cursor() as cursor,
+        cursor.copy(f"COPY member_staging ({columns}) FROM STDIN (FORMAT binary)") as copy,
+    ):
+        copy.set_types(list(STAGED.values()))
+        for batch in batches:
+            for row in batch:
+                copy.write_row(row)
+            staged += len(batch)
+    return staged
+
+
+def _check_and_insert(session: Session, locked: set[str], report: ImportReport) -> None:
+    """The staged chunk's checks, in the order of the batched path, and its inserts."""
+    _lock_plans(session, locked)
+    _refuse_before_cutoffs(session, locked, report)
+    _hold_for_payers(session)
+    _refuse_repeats_of_waiting(session, report)
+    _insert_staged(session, report)
+    # Each round enrols the rows whose payer the round before enrolled.
+    while enrolled := _insert_families(session):
+        report.imported += enrolled
+
+
+def _lock_plans(session: Session, locked: set[str]) -> None:
+    """Lock the plans the chunk joins, once each; held to the end, so the cut-offs read after
+    locking hold for every later chunk too."""
+    plans = set(session.execute(text("SELECT DISTINCT plan FROM member_staging")).scalars())
+    for plan in sorted(plans - locked):
+        lock_plan(session, plan, shared=True)
+    locked |= plans
+
+
+def _refuse_before_cutoffs(session: Session, plans: set[str], report: ImportReport) -> None:
+    fixed = published_cutoffs(session)
+    for plan in sorted(plans & fixed.keys()):
+        refusal = _before_cutoff(fixed[plan])
+        lines = session.execute(
+            text(
+                "DELETE FROM member_staging WHERE plan = :plan AND joined_at <= :cutoff "
+                "RETURNING line"
+            ),
+            {"plan": plan, "cutoff": fixed[plan]},
+        ).scalars()
+        report.refused.extend((line, refusal) for line in lines)
+
+
+def _hold_for_payers(session: Session) -> None:
+    """Set aside the rows whose payer is not a member yet (the payer may come later in the
+    file). A row whose member already exists stays: it is refused as such, whoever the payer."""
+    session.execute(
+        text(
+            "WITH held AS (DELETE FROM member_staging s WHERE s.payer_ref IS NOT NULL"
+            f"  AND ({PAYER_ID.format(row='s')}) IS NULL"
+            f"  AND NOT EXISTS ({IS_MEMBER.format(row='s')}) RETURNING s.*) "
+            "INSERT INTO member_waiting SELECT * FROM held"
+        ),
+        {"plans": list(load_plans())},
+    )
+
+
+def _refuse_repeats_of_waiting(session: Session, report: ImportReport) -> None:
+    """A member twice in the file: the first line is the enrolment, a later one is refused.
+    Most repeats are skipped by the inserts, which go in line order; these are the repeats of
+    a line that is still waiting for its payer."""
+    for table in ("member_staging", "member_waiting"):
+        repeats = session.execute(
+            text(
+                f"DELETE FROM {table} s WHERE EXISTS (SELECT 1 FROM member_waiting w "
+                "WHERE w.plan = s.plan AND w.member_ref = s.member_ref AND w.line < s.line) "
+                "RETURNING s.line, s.member_ref, s.plan"
+            )
+        )
+        report.refused.extend((line, _already_member(ref, plan)) for line, ref, plan in repeats)
+
+
+def _insert_staged(session: Session, report: ImportReport) -> None:
+    """Enrol the staged rows in line order; one whose member exists by then (already, or from
+    an earlier line) is skipped and reported."""
+    staged = session.execute(text("SELECT count(*) FROM member_staging")).scalar_one()
+    skipped = session.execute(
+        text(
+            "WITH inserted AS ("
+            f"  INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT s.id, {_prefixed('s')},"
+            f"  CASE WHEN s.payer_ref IS NOT NULL THEN ({PAYER_ID.format(row='s')}) END"
+            "   FROM member_staging s ORDER BY s.line"
+            "   ON CONFLICT (plan, member_ref) DO NOTHING RETURNING id) "
+            # Against the chunk's own ids, never the whole member table.
+            "SELECT s.line, s.member_ref, s.plan FROM member_staging s "
+            "WHERE NOT EXISTS (SELECT 1 FROM inserted WHERE inserted.id = s.id)"
+        ),
+        {"plans": list(load_plans())},
+    ).all()
+    report.imported += staged - len(skipped)
+    report.refused.extend((line, _already_member(ref, plan)) for line, ref, plan in skipped)
+
+
+def _insert_families(session: Session) -> int:
+    """One round: enrol the waiting rows whose payer is a member now; how many went in.
+
+    A row skipped because its member exists by now (another import enrolled it) goes back to
+    waiting, and is reported at the end as already a member."""
+    return session.execute(
+        text(
+            "WITH ready AS (DELETE FROM member_waiting w"
+            f"  WHERE ({PAYER_ID.format(row='w')}) IS NOT NULL RETURNING w.*), "
+            "inserted AS ("
+            f"  INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT r.id, {_prefixed('r')},"
+            f"  ({PAYER_ID.format(row='r')}) FROM ready r ORDER BY r.line"
+            "   ON CONFLICT (plan, member_ref) DO NOTHING RETURNING id), "
+            "skipped AS (INSERT INTO member_waiting SELECT * FROM ready r"
+            "  WHERE NOT EXISTS (SELECT 1 FROM inserted WHERE inserted.id = r.id)) "
+            "SELECT count(*) FROM inserted"
+        ),
+        {"plans": list(load_plans())},
+    ).scalar_one()
+
+
+def _refuse_waiting(session: Session, report: ImportReport) -> None:
+    """The rows whose payer never became a member, or whose member another import enrolled."""
+    left = session.execute(
+        text(
+            "SELECT w.line, w.member_ref, w.plan, w.payer_ref, "
+            f"EXISTS ({IS_MEMBER.format(row='w')}) FROM member_waiting w"
+        )
+    )
+    report.refused.extend(
+        (line, _already_member(ref, plan) if taken else _payer_unknown(payer))
+        for line, ref, plan, payer, taken in left
+    )
+
+
+def _prefixed(row: str) -> str:
+    return ", ".join(f"{row}.{column}" for column in MOVED_COLUMNS.split(", "))
+
+
+def _in_background(items: Iterable[T], size: int, ahead: int = 64) -> Iterator[list[T]]:
+    """`items` in lists of `size`, made by a thread at most `ahead` lists in advance: this
+    thread waits on PostgreSQL while that one works, and memory stays bounded."""
+    lists: queue.Queue = queue.Queue(ahead)
+    stop = threading.Event()
+
+    def put(item: object) -> None:
+        while not stop.is_set():
+            with suppress(queue.Full):
+                lists.put(item, timeout=0.1)
+                return
+
+    def produce() -> None:
+        try:
+            for batch in _batches(items, size):
+                put(batch)
+                if stop.is_set():
+                    return
+            put(None)
+        except BaseException as error:  # handed over, raised in the consuming thread
+            put(error)
+
+    thread = threading.Thread(target=produce, name="import-validation", daemon=True)
+    thread.start()
+    try:
+        while (batch := lists.get()) is not None:
+            if isinstance(batch, BaseException):
+                raise batch
+            yield batch
+    finally:
+        stop.set()
+        thread.join()
 
 
 def exit_member(session: Session, plan: str, member_ref: str, at: datetime) -> Member:

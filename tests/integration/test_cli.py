@@ -50,7 +50,7 @@ def test_demo_runs_a_whole_cycle_and_its_books_balance(tmp_path):
     assert not list(tmp_path.iterdir()), "the demo leaves no files behind"
 
 
-def test_members_import_reports_bad_rows_by_line_and_imports_the_rest(sqlite_stack, tmp_path):
+def test_members_import_reports_bad_rows_by_line_and_imports_the_rest(stack, tmp_path):
     csv_file = tmp_path / "members.csv"
     csv_file.write_text(
         "member_ref,plan,birth_date,sex,province,joined_at,payer_ref,health_declaration\n"
@@ -66,7 +66,7 @@ def test_members_import_reports_bad_rows_by_line_and_imports_the_rest(sqlite_sta
         "A9,critical-illness,1991-01-01,F,广东,2026-01-05T10:00:00+08:00,,failed\n",  # 11
         encoding="utf-8",
     )
-    result = huzhu(sqlite_stack, "members", "import", str(csv_file), "--json", check=False)
+    result = huzhu(stack, "members", "import", str(csv_file), "--json", check=False)
     assert result.returncode == 3, result.stderr
     report = json.loads(result.stdout)
     assert report["imported"] == 3  # A1, A7 and A6 (whose payer comes later in the file)
@@ -137,9 +137,7 @@ def test_every_command_has_help(sqlite_stack, command):
         assert "--json" in result.stdout
 
 
-def test_members_leave_after_their_family_and_never_before_a_published_cut_off(
-    sqlite_stack, tmp_path
-):
+def test_members_leave_after_their_family_and_never_before_a_published_cut_off(stack, tmp_path):
     csv_file = tmp_path / "family.csv"
     csv_file.write_text(
         "member_ref,plan,birth_date,sex,province,joined_at,payer_ref\n"
@@ -147,18 +145,18 @@ def test_members_leave_after_their_family_and_never_before_a_published_cut_off(
         "K1,critical-illness,2015-01-01,M,广东,2025-01-06T10:00:00+08:00,P1\n",
         encoding="utf-8",
     )
-    huzhu(sqlite_stack, "members", "import", str(csv_file))
-    refused = huzhu(sqlite_stack, "members", "exit", "P1", "--plan", CRITICAL, check=False)
+    huzhu(stack, "members", "import", str(csv_file))
+    refused = huzhu(stack, "members", "exit", "P1", "--plan", CRITICAL, check=False)
     assert refused.returncode == 1 and "family member(s); they must leave first" in refused.stderr
-    left = huzhu(sqlite_stack, "members", "exit", "K1", "--plan", CRITICAL, "--json")
+    left = huzhu(stack, "members", "exit", "K1", "--plan", CRITICAL, "--json")
     assert json.loads(left.stdout)["member_ref"] == "K1"
-    again = huzhu(sqlite_stack, "members", "exit", "K1", "--plan", CRITICAL, check=False)
+    again = huzhu(stack, "members", "exit", "K1", "--plan", CRITICAL, check=False)
     assert again.returncode == 1 and "already left" in again.stderr
 
     with transaction(engine()) as session:
         cycles.publish(session, CRITICAL, PUBLISH_AT)
     backdated = huzhu(
-        sqlite_stack,
+        stack,
         "members",
         "exit",
         "P1",
@@ -169,7 +167,7 @@ def test_members_leave_after_their_family_and_never_before_a_published_cut_off(
         check=False,
     )
     assert backdated.returncode == 1 and "cut-off of a published cycle" in backdated.stderr
-    huzhu(sqlite_stack, "members", "exit", "P1", "--plan", CRITICAL, "--at", CLOSE_AT.isoformat())
+    huzhu(stack, "members", "exit", "P1", "--plan", CRITICAL, "--at", CLOSE_AT.isoformat())
 
 
 def test_a_misspelt_column_is_refused_rather_than_guessed(sqlite_stack, tmp_path):

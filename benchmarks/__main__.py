@@ -1,0 +1,148 @@
+"""`python -m benchmarks`: every scale goal, each measured beside its reference in this run."""
+
+import json
+import subprocess
+import sys
+from dataclasses import fields
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.common import Result
+
+CLOSE_GOAL = 1 / 1.5  # the whole close within 1.5 times the bare insert
+MEMORY_CEILING_MB = 300
+app = typer.Typer(add_completion=False, help=__doc__)
+console = Console(stderr=True)
+
+
+def module_json(module: str, *args: str) -> list[dict]:
+    """Run one benchmark module in a process of its own (its peak memory is its own); it prints
+    one JSON object per line."""
+    command = [sys.executable, "-m", f"benchmarks.{module}", *args]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def as_result(row: dict) -> Result:
+    names = {f.name for f in fields(Result)}
+    return Result(**{key: value for key, value in row.items() if key in names})
+
+
+def charging(backend: str, members: int) -> tuple[list[Result], dict]:
+    [run] = module_json("charging", "--backend", backend, "--members", str(members))
+    where = "PostgreSQL" if backend == "postgresql" else "SQLite"
+    detail = (
+        f"{members / run['charging']:,.0f} rows/s against {members / run['reference']:,.0f}; "
+        f"charge table {run['table_mb']:.0f} MB, WAL {run['wal_mb']:.0f} MB; "
+        f"peak RSS {run['peak_rss_mb']:.0f} MB"
+    )
+    results = [
+        Result(
+            f"charging {members:,} members ({where}) vs bare INSERT … SELECT",
+            run["charging"],
+            run["reference"],
+            0.7,
+            detail=detail,
+        )
+    ]
+    if backend == "postgresql":
+        results.append(
+            Result(
+                f"whole close of {members:,} members (settle, charge, finalise, audit) "
+                "vs bare INSERT … SELECT",
+                run["close"],
+                run["reference"],
+                round(CLOSE_GOAL, 3),
+                detail=f"{run['close'] / run['reference']:.2f}× the bare insert (goal ≤ 1.5×)",
+            )
+        )
+    return results, run
+
+
+def memory(runs: dict[int, dict]) -> Result:
+    small, large = sorted(runs)
+    return Result(
+        f"peak memory of the charging process, {small:,} vs {large:,} members",
+        runs[large]["peak_rss_mb"],
+        runs[small]["peak_rss_mb"],
+        0.8,
+        unit="MB",
+        detail=f"flat within 20% and under {MEMORY_CEILING_MB} MB",
+        ceiling=MEMORY_CEILING_MB,
+    )
+
+
+def show(results: list[Result]) -> None:
+    table = Table(title="Huzhu benchmarks (ratio = reference / figure)")
+    for column in ("benchmark", "figure", "reference", "ratio", "goal", "met", "detail"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        table.add_row(
+            r.benchmark,
+            f"{r.figure:.2f} {r.unit}",
+            f"{r.reference:.2f} {r.unit}",
+            f"{r.ratio:.2f}",
+            f"≥ {r.goal:.2f}",
+            "[green]yes[/]" if r.met else "[red]no[/]",
+            r.detail,
+        )
+    Console().print(table)
+
+
+@app.command()
+def main(
+    members: Annotated[
+        list[int],
+        typer.Option(
+            help="memberships to charge on PostgreSQL (the memory goal "
+            "compares the smallest and the largest)"
+        ),
+    ] = [1_000_000, 10_000_000],  # noqa: B006 (typer reads the default, never mutates it)
+    sqlite_members: Annotated[int, typer.Option(help="membership to charge on SQLite")] = 1_000_000,
+    import_members: Annotated[int, typer.Option(help="rows of the CSV import")] = 1_000_000,
+    claims: Annotated[int, typer.Option(help="claims through the claim chain")] = 5_000,
+    only: Annotated[
+        list[str], typer.Option(help="run only these: charging, sqlite, import, chain")
+    ] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per result")] = False,
+) -> None:
+    """Run the benchmarks and print each figure, its reference, the ratio and the goal.
+
+    Exit code 1 when a goal is not met."""
+    chosen = set(only) or {"charging", "sqlite", "import", "chain"}
+    results: list[Result] = []
+    if "charging" in chosen:
+        runs = {}
+        for count in sorted(members):
+            console.print(f"charging {count:,} members on PostgreSQL …")
+            found, runs[count] = charging("postgresql", count)
+            results += found
+        if len(runs) > 1:
+            results.append(memory(runs))
+    if "sqlite" in chosen:
+        console.print(f"charging {sqlite_members:,} members on SQLite …")
+        results += charging("sqlite", sqlite_members)[0]
+    if "import" in chosen:
+        console.print(f"importing {import_members:,} members from CSV …")
+        results += [
+            as_result(r) for r in module_json("member_import", "--members", str(import_members))
+        ]
+    if "chain" in chosen:
+        console.print(f"{claims:,} claims through the chain …")
+        results += [as_result(r) for r in module_json("chain", "--claims", str(claims))]
+    if as_json:
+        for result in results:
+            print(json.dumps(result.as_dict(), ensure_ascii=False))
+    else:
+        show(results)
+    if not all(r.met for r in results):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,161 @@
+"""Bulk member import on both databases: every row of a file is enrolled or refused with its
+line and reason, on PostgreSQL's COPY path (in chunks) as on SQLite's batches."""
+
+import json
+import threading
+
+import pytest
+from sqlmodel import select
+
+from broker.database import engine
+from domain.db import transaction
+from domain.models import Member
+from domain.services import cycles
+from domain.services import members as member_service
+from tests.integration.scenario import CRITICAL, PUBLISH_AT, member
+from tests.integration.support import huzhu
+
+HEADER = "member_ref,plan,birth_date,sex,province,joined_at,payer_ref,name\n"
+JOINED = "2026-01-05T10:00:00+08:00"
+
+
+def adult(ref: str, payer: str = "", name: str = "") -> str:
+    return f"{ref},critical-illness,1990-01-01,F,广东,{JOINED},{payer},{name}\n"
+
+
+# Line 2 onwards; E1 is a member before the file is imported.
+FILE = [
+    adult("E1"),  # 2: already a member
+    adult("K1", payer="P1"),  # 3: payer later in the file
+    adult("P1"),  # 4
+    adult("D1"),  # 5
+    adult("D1"),  # 6: repeated in the file
+    adult("K2", payer="NOBODY"),  # 7: unknown payer
+    f"X1,critical-illness,1950-01-01,M,广东,{JOINED},,\n",  # 8: too old
+    f"X2,critical-illness,1990-02-30,M,广东,{JOINED},,\n",  # 9: no such date
+    adult("X3").replace("\n", ",surplus\n"),  # 10: more fields than the header
+    "\n",  # 11: a blank line is no row
+    adult("G1", payer="E1"),  # 12: paid for by a member enrolled before
+    adult("K3", payer="K1"),  # 13: paid for by a member whose own payer comes later
+    adult("W1", payer="LATE"),  # 14: waits for its payer ...
+    adult("W1"),  # 15: ... and still is the first W1 of the file
+    adult("LATE", name='"吴,小漫"'),  # 16: a quoted name with a comma
+    "S1,critical-illness\n",  # 17: fewer fields than the header
+]
+REFUSED = {
+    2: "E1 is already a member of critical-illness",
+    6: "D1 is already a member of critical-illness",
+    7: "payer NOBODY is not a member (enrol them first)",
+    8: "age outside critical-illness's joining ages",
+    10: "more fields than the header has columns",
+    15: "W1 is already a member of critical-illness",
+}
+PAYERS = {"K1": "P1", "G1": "E1", "K3": "K1", "W1": "LATE"}
+
+
+def test_every_row_is_enrolled_or_refused_with_its_line(stack, tmp_path):
+    first = tmp_path / "first.csv"
+    first.write_text(HEADER + adult("E1"), encoding="utf-8")
+    huzhu(stack, "members", "import", str(first))
+    members = tmp_path / "members.csv"
+    members.write_text(HEADER + "".join(FILE), encoding="utf-8")
+
+    result = huzhu(stack, "members", "import", str(members), "--json", check=False)
+
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    refused = {row["line"]: row["reason"] for row in report["refused"]}
+    assert sorted(refused) == [2, 6, 7, 8, 9, 10, 15, 17]
+    assert {line: refused[line] for line in REFUSED} == REFUSED
+    assert refused[9].startswith("birth_date:")
+    assert "sex" in refused[17] and "joined_at" in refused[17]
+    rows = len([line for line in FILE if line.strip()])
+    assert report["imported"] + len(refused) == rows
+    assert enrolled() == {"E1", "K1", "P1", "D1", "G1", "K3", "W1", "LATE"}
+    assert payers() == PAYERS
+    with transaction(engine()) as session:
+        late = session.exec(select(Member).where(Member.member_ref == "LATE")).one()
+        assert late.name == "吴,小漫"
+
+
+def test_chunks_keep_the_file_order_on_postgresql(postgres_stack, monkeypatch):
+    """The same rules when a file spans many chunks: a payer several chunks later, a repeat
+    of a row that went in, a repeat of a row still waiting for its payer."""
+    monkeypatch.setattr(member_service, "CHUNK", 4)
+    monkeypatch.setattr(member_service, "BATCH_ROWS", 2)
+    rows = [
+        member("K1", CRITICAL, 8, payer="P1"),  # 2: waits three chunks for P1
+        member("A1", CRITICAL, 30),  # 3
+        member("W1", CRITICAL, 30, payer="P1"),  # 4: waits for P1 ...
+        *(member(f"F{n}", CRITICAL, 30) for n in range(6)),  # 5-10
+        member("A1", CRITICAL, 31),  # 11: A1 went in on line 3
+        member("W1", CRITICAL, 31),  # 12: ... and is the first W1 of the file
+        member("P1", CRITICAL, 40),  # 13
+        member("Q1", CRITICAL, 9, payer="NOBODY"),  # 14
+    ]
+    report = member_service.ImportReport()
+
+    member_service.import_members(engine(), enumerate(rows, start=2), report)
+
+    assert sorted(report.refused) == [
+        (11, "A1 is already a member of critical-illness"),
+        (12, "W1 is already a member of critical-illness"),
+        (14, "payer NOBODY is not a member (enrol them first)"),
+    ]
+    assert report.imported == len(rows) - 3 == len(enrolled())
+    assert payers() == {"K1": "P1", "W1": "P1"}
+    with transaction(engine()) as session:
+        w1 = session.exec(select(Member).where(Member.member_ref == "W1")).one()
+        assert w1.payer_id is not None  # line 4's W1, not line 12's
+
+
+def test_joining_before_a_published_cut_off_is_refused(stack):
+    with transaction(engine()) as session:
+        cutoff = cycles.publish(session, CRITICAL, PUBLISH_AT).cutoff_at
+    rows = [
+        member("EARLY", CRITICAL, 30, joined_days_ago=400),
+        member("LATE", CRITICAL, 30, joined_days_ago=-30),  # joins after the cut-off
+    ]
+    report = member_service.ImportReport()
+
+    member_service.import_members(engine(), enumerate(rows, start=2), report)
+
+    assert report.imported == 1
+    assert report.refused == [
+        (
+            2,
+            f"joined_at is before {cutoff.isoformat()}, the cut-off of a published cycle, "
+            "whose members are fixed",
+        )
+    ]
+    assert enrolled() == {"LATE"}
+
+
+def test_a_failing_file_enrols_nobody_on_postgresql(postgres_stack, monkeypatch):
+    """The whole file is one transaction on PostgreSQL: an error halfway keeps nothing, and
+    the validating thread stops with it."""
+    monkeypatch.setattr(member_service, "CHUNK", 4)
+    monkeypatch.setattr(member_service, "BATCH_ROWS", 2)
+
+    def rows():
+        for line in range(2, 12):
+            yield line, member(f"M{line}", CRITICAL, 30)
+        raise OSError("the disk went away")
+
+    threads = threading.active_count()
+    with pytest.raises(OSError, match="disk went away"):
+        member_service.import_members(engine(), rows(), member_service.ImportReport())
+    assert enrolled() == set()
+    assert threading.active_count() == threads
+
+
+def enrolled() -> set[str]:
+    with transaction(engine()) as session:
+        return set(session.exec(select(Member.member_ref)).all())
+
+
+def payers() -> dict[str, str]:
+    with transaction(engine()) as session:
+        refs = dict(session.exec(select(Member.id, Member.member_ref)).all())
+        linked = session.exec(select(Member.member_ref, Member.payer_id)).all()
+    return {ref: refs[payer] for ref, payer in linked if payer is not None}
