@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import psycopg
 import redis
@@ -59,12 +60,20 @@ def stopwatch() -> Iterator[list[float]]:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory, in MB (Linux reports kilobytes)."""
+    """This process's peak resident memory, in MB.
+
+    VmHWM, not getrusage: ru_maxrss survives exec, so a process started by a large one (pytest)
+    would report its parent's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def children_peak_rss_mb() -> float:
-    """The largest peak resident memory of the waited-for child processes, in MB."""
+    """The largest peak resident memory of the waited-for child processes, in MB (an upper
+    bound: a child's figure includes what it shared with its parent when it was forked)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
