@@ -91,7 +91,7 @@ def show(results: list[Result]) -> None:
             "[green]yes[/]" if r.met else "[red]no[/]",
             r.detail,
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @app.command()

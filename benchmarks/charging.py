@@ -27,7 +27,7 @@ from benchmarks.common import (
 from broker.app import reconfigure
 from broker.database import engine
 from broker.migrate import upgrade
-from broker.settings import Settings
+from broker.settings import Settings, get_settings
 from broker.submit import send_step
 from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
 from domain.db import transaction
@@ -40,7 +40,6 @@ from domain.services.store import charge_partition
 from workers import cycles as cycle_tasks
 
 PLAN = "critical-illness"
-CHUNK_SIZE = 50_000  # the production default (HUZHU_CHUNK_SIZE)
 CASES = ("C73", "I21.0", "C50.9")  # three patients in the cycle
 TODAY = local_date(datetime.now(UTC))
 ANNOUNCE_ON = next_announcement_day(TODAY)
@@ -170,7 +169,7 @@ def close(db: Engine) -> tuple[int, float, float]:
     body), finalise, audit. Returns the cycle, the charging time and the whole close's."""
     with stopwatch() as whole:
         with transaction(db) as session:
-            cycle = cycle_service.begin_close(session, PLAN, CLOSE_AT, CHUNK_SIZE)
+            cycle = cycle_service.begin_close(session, PLAN, CLOSE_AT, get_settings().chunk_members)
         with stopwatch() as charging:
             for chunk_no in range(cycle.chunks):
                 cycle_tasks.charge_chunk(cycle.id, chunk_no)  # the task body; it finalises last
@@ -223,7 +222,6 @@ def cycle_worker(settings: Settings) -> Iterator[None]:
         "HUZHU_DATABASE_URL": settings.database_url,
         "HUZHU_BROKER_URL": settings.broker_url,
         "HUZHU_BROKER_KEY_PREFIX": settings.broker_key_prefix,
-        "HUZHU_CHUNK_SIZE": str(CHUNK_SIZE),
     }
     with log.open("w") as output:
         worker = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)

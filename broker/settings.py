@@ -18,7 +18,10 @@ class Settings(BaseSettings):
     # (or concurrent test runs) can share one Redis without taking each other's messages.
     broker_key_prefix: str = ""
     # Members per charging chunk: one INSERT ... SELECT each, spread over the cycle workers.
-    chunk_size: int = 50_000
+    # Default: 50,000 on PostgreSQL; 1,000,000 on SQLite, whose one writer gains nothing from
+    # more chunks but pays a commit and a WAL checkpoint for each (benchmarks: 0.59 of a bare
+    # insert at 50,000, 0.77 at 1,000,000 for a million members).
+    chunk_size: int | None = None
     # Seconds before Redis hands an unacknowledged task to another worker; far above every
     # task's hard time limit so a running task is never started twice.
     visibility_timeout: int = 3600
@@ -40,6 +43,12 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'huzhu.db'}"
+
+    @property
+    def chunk_members(self) -> int:
+        if self.chunk_size:
+            return self.chunk_size
+        return 1_000_000 if self.database.startswith("sqlite") else 50_000
 
     @property
     def broker(self) -> str:

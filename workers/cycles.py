@@ -22,7 +22,7 @@ def close_cycle(plan: str, at: str | None = None) -> int | None:
     """Freeze the cycle's figures once, then send every chunk that has not recorded itself."""
     try:
         with unit_of_work() as session:
-            cycle = cycles.begin_close(session, plan, moment(at), get_settings().chunk_size)
+            cycle = cycles.begin_close(session, plan, moment(at), get_settings().chunk_members)
     except cycles.NothingToClose as nothing:
         log.info("%s", nothing)  # a beat with nothing due, or a close redelivered days later
         return None
