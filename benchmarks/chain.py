@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,9 @@ from benchmarks.common import (
     children_peak_rss_mb,
     empty_broker,
     scratch_database,
+    stop,
     stopwatch,
+    worker_env,
 )
 from benchmarks.noop_tasks import DONE_KEY, noop, noop_last
 from broker.app import reconfigure
@@ -155,18 +156,6 @@ def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    return dict(os.environ) | {
-        "HUZHU_DATA_DIR": str(settings.data_dir),
-        "HUZHU_DATABASE_URL": settings.database_url,
-        "HUZHU_BROKER_URL": settings.broker_url,
-        "HUZHU_BROKER_KEY_PREFIX": settings.broker_key_prefix,
-        # Empty: the in-process sandboxes, which confirm every diagnosis.
-        "HUZHU_HOSPITAL_URL": "",
-        "HUZHU_PAYMENTS_URL": "",
-    }
-
-
 @contextmanager
 def running_worker(settings: Settings) -> Iterator[Worker]:
     """One prefork worker of two children on every queue, task events on, logging at INFO as in
@@ -184,12 +173,7 @@ def running_worker(settings: Settings) -> Iterator[Worker]:
     try:
         yield Worker(process, log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 30)
 
 
 def measure(worker: Worker, claims: list[str]) -> dict:

@@ -3,7 +3,6 @@
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,9 @@ from benchmarks.common import (
     empty_broker,
     peak_rss_mb,
     scratch_database,
+    stop,
     stopwatch,
+    worker_env,
 )
 from broker.app import reconfigure
 from broker.database import engine
@@ -217,14 +218,10 @@ def cycle_worker(settings: Settings) -> Iterator[None]:
     log = settings.data_dir / "worker.log"
     command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "cycle"]
     command += ["-c", "2", "--prefetch-multiplier", "1", "-E", "-l", "INFO"]
-    env = dict(os.environ) | {
-        "HUZHU_DATA_DIR": str(settings.data_dir),
-        "HUZHU_DATABASE_URL": settings.database_url,
-        "HUZHU_BROKER_URL": settings.broker_url,
-        "HUZHU_BROKER_KEY_PREFIX": settings.broker_key_prefix,
-    }
     with log.open("w") as output:
-        worker = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            command, env=worker_env(settings), stdout=output, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 60
         while "ready." not in log.read_text():
@@ -233,12 +230,7 @@ def cycle_worker(settings: Settings) -> Iterator[None]:
             time.sleep(0.1)
         yield
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop(worker, 60)
 
 
 def wal_position(db: Engine) -> int:

@@ -3,6 +3,8 @@ the result row it prints."""
 
 import os
 import resource
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,3 +99,26 @@ def empty_broker(settings: Settings) -> None:
     keys = list(client.scan_iter(match=f"{settings.broker_key_prefix}*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `celery worker` subprocess on these settings; empty hospital and
+    payment URLs mean the in-process sandboxes (which confirm every diagnosis)."""
+    return dict(os.environ) | {
+        "HUZHU_DATA_DIR": str(settings.data_dir),
+        "HUZHU_DATABASE_URL": settings.database_url,
+        "HUZHU_BROKER_URL": settings.broker_url,
+        "HUZHU_BROKER_KEY_PREFIX": settings.broker_key_prefix,
+        "HUZHU_HOSPITAL_URL": "",
+        "HUZHU_PAYMENTS_URL": "",
+    }
+
+
+def stop(process: subprocess.Popen, grace: float) -> None:
+    """A warm shutdown (SIGTERM); killed if it has not stopped within `grace` seconds."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
