@@ -33,7 +33,7 @@ from cli.simulate import forecast_command, simulate_command
 from domain.calendar import SHANGHAI
 from domain.claims import Reason, State
 from domain.db import transaction
-from domain.members import Enrolment
+from domain.members import Applicant, Enrolment, quick_reader
 from domain.money import yuan
 from domain.plans import load_plans
 from domain.services import archive as archive_service
@@ -157,22 +157,24 @@ def _header(file: Path, header: list[str]) -> list[str]:
 
 def _enrolments(
     reader, header: list[str], advance: Callable[[int], None]
-) -> Iterator[tuple[int, Enrolment | str]]:
+) -> Iterator[tuple[int, Applicant | Enrolment | str]]:
     """Each row as (line, enrolment or why not); an empty field is left out, so it takes its
     default. The bar moves every PROGRESS_STEP rows, not a million times; the import may run
     this in a thread of its own, which rich's progress bar allows."""
     count = 0
+    quick = quick_reader(header, load_plans())
     for count, row in enumerate(reader, 1):
         if count % PROGRESS_STEP == 0:
             advance(PROGRESS_STEP)
         if not row:
             continue  # a blank line, which csv.DictReader skipped too
         # line_num is read as each row is consumed: the line where that row ends.
-        yield reader.line_num, _enrolment(header, row)
+        yield reader.line_num, quick(row) or _enrolment(header, row)
     advance(count % PROGRESS_STEP)
 
 
 def _enrolment(header: list[str], row: list[str]) -> Enrolment | str:
+    """The row as the model reads it, or every reason it is refused."""
     if len(row) > len(header):
         return "more fields than the header has columns"
     fields = dict(compress(zip(header, row, strict=False), row))  # the non-empty ones

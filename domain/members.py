@@ -1,8 +1,11 @@
 """Membership rules, pure: who may join a plan, the shape of an enrolment row, and exits."""
 
-from datetime import date, datetime
+import calendar
+import re
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -43,6 +46,99 @@ class Enrolment(BaseModel):
         return value or None
 
 
+class Applicant(NamedTuple):
+    """An enrolment row read by `quick_reader`: the fields and values `Enrolment` gives it,
+    without building a model (a million-row import would build a million)."""
+
+    member_ref: str
+    plan: str
+    name: str | None
+    birth_date: date
+    sex: str
+    province: str
+    joined_at: datetime
+    payer_ref: str | None
+    jury_certified: bool
+    health_declaration: str
+    credit_assessment: str
+
+
+# The shapes the quick reader takes; anything else goes to `Enrolment`, which has the last word
+# and the refusal messages. Python's fromisoformat accepts more than pydantic does (`+08`,
+# `+05:75`, `19900101`), hence the patterns in front of it.
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
+MOMENT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+).fullmatch
+FLAGS = {"true": True, "false": False}
+CHECKS = ("passed", "failed")
+
+
+def quick_reader(
+    header: list[str], plans: dict[str, Plan]
+) -> Callable[[list[str]], Applicant | None]:
+    """A reader of CSV rows under `header` for the common case, a plain well-formed row: the
+    Applicant `Enrolment` would give, or None when the row needs `Enrolment` to judge it
+    (anything unusual, every bad row). tests/unit/test_quick_reader.py holds the two equal."""
+    if len(set(header)) != len(header):
+        return lambda row: None  # a repeated column: the model decides which value counts
+    width = len(header)
+    place = {column: header.index(column) for column in header}
+    required = [place.get(c, width) for c in ("member_ref", "plan", "birth_date", "sex")]
+    if width in required or "province" not in place or "joined_at" not in place:
+        return lambda row: None
+    ref_at, plan_at, birth_at, sex_at = required
+    province_at, joined_at = place["province"], place["joined_at"]
+    optional = [place.get(c) for c in ("payer_ref", "name", "jury_certified")]
+    payer_at, name_at, jury_at = optional
+    health_at, credit_at = place.get("health_declaration"), place.get("credit_assessment")
+
+    def read(row: list[str]) -> Applicant | None:
+        if len(row) != width:
+            return None
+        # Printable (no control characters, no space but " ") and no field that starts or ends
+        # with a space: nothing for the model to strip or refuse. A comma inside a field may
+        # look like a space at an edge: that row merely takes the model's way.
+        text = ",".join(row)
+        if (
+            not text.isprintable()
+            or " ," in text
+            or ", " in text
+            or text[:1] == " "
+            or text[-1:] == " "
+        ):
+            return None
+        member_ref, plan, province = row[ref_at], row[plan_at], row[province_at]
+        birth, moment = row[birth_at], row[joined_at]
+        if not (0 < len(member_ref) <= 64 and 0 < len(province) <= 32 and plan in plans):
+            return None
+        if row[sex_at] not in ("M", "F") or not DATE(birth) or not MOMENT(moment):
+            return None
+        payer = row[payer_at] or None if payer_at is not None else None
+        name = row[name_at] or None if name_at is not None else None
+        if (payer and len(payer) > 64) or (name and len(name) > 100):
+            return None
+        jury = False
+        if jury_at is not None and row[jury_at]:
+            jury = FLAGS.get(row[jury_at])
+            if jury is None:
+                return None
+        health = row[health_at] or "passed" if health_at is not None else "passed"
+        credit = row[credit_at] or "passed" if credit_at is not None else "passed"
+        if health not in CHECKS or credit not in CHECKS:
+            return None
+        try:
+            born, joined = date.fromisoformat(birth), datetime.fromisoformat(moment)
+        except ValueError:
+            return None
+        return Applicant(
+            member_ref, plan, name, born, row[sex_at], province, joined, payer, jury, health, credit
+        )
+
+    return read
+
+
 def join_refusal(plan: Plan, enrolment: Enrolment) -> str | None:
     """Why this person may not join the plan, or None when they may."""
     joined_on = local_date(enrolment.joined_at)
@@ -55,6 +151,55 @@ def join_refusal(plan: Plan, enrolment: Enrolment) -> str | None:
     if enrolment.credit_assessment != "passed":
         return "credit assessment not passed"
     return None
+
+
+def join_refusals(plans: dict[str, Plan]) -> Callable[[Enrolment | Applicant], str | None]:
+    """`join_refusal` for a stream of rows, with its answers: each plan's birth-date window is
+    worked out once per joining day, not two ages per row."""
+    windows: dict[tuple[str, date], tuple[date | None, date | None]] = {}
+
+    def refusal(enrolment: Enrolment | Applicant) -> str | None:
+        joined_on = local_date(enrolment.joined_at)
+        born = enrolment.birth_date
+        if born > joined_on:
+            return "born after joining"
+        plan = plans[enrolment.plan]
+        if (window := windows.get((plan.code, joined_on))) is None:
+            window = windows[(plan.code, joined_on)] = _birth_window(plan, joined_on)
+        latest, too_early = window
+        if latest is None or born > latest or (too_early is not None and born <= too_early):
+            return f"age outside {plan.code}'s joining ages"
+        if enrolment.health_declaration != "passed":
+            return "health declaration not passed"
+        if enrolment.credit_assessment != "passed":
+            return "credit assessment not passed"
+        return None
+
+    return refusal
+
+
+def _birth_window(plan: Plan, on: date) -> tuple[date | None, date | None]:
+    """The birth dates that may join `plan` on `on`: up to the first date (None: none may),
+    after the second (None: no lower bound). `Plan.can_join_at_age` is the rule."""
+    latest = _last_birthday_for_age(on, plan.min_join_age_years)
+    try:
+        old_enough_by_days = on - timedelta(days=plan.min_join_age_days)
+    except OverflowError:
+        latest = None
+    else:
+        latest = latest and min(latest, old_enough_by_days)
+    return latest, _last_birthday_for_age(on, plan.max_join_age_years + 1)
+
+
+def _last_birthday_for_age(on: date, years: int) -> date | None:
+    """The last birth date that is `years` old or more on `on` (see `age_on`: a 29 February
+    birthday counts from 1 March), or None before year 1."""
+    year = on.year - years
+    if year < 1:
+        return None
+    if (on.month, on.day) == (2, 29) and not calendar.isleap(year):
+        return date(year, 2, 28)
+    return date(year, on.month, on.day)
 
 
 def exit_refusal(exited_at: datetime | None, active_dependants: int) -> str | None:
