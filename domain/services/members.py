@@ -10,11 +10,19 @@ from itertools import islice
 from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Engine, and_, or_, text, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, insert, select
 
 from domain.calendar import add_years, local_date, start_of_day
 from domain.db import transaction
-from domain.members import Enrolment, ExitReason, exit_refusal, join_refusal
+from domain.members import (
+    Applicant,
+    Enrolment,
+    ExitReason,
+    exit_refusal,
+    join_refusal,
+    join_refusals,
+)
 from domain.models import CycleStatus, Member, SharingCycle
 from domain.plans import get_plan, load_plans
 from domain.services.store import lock_plan
@@ -22,6 +30,7 @@ from domain.services.store import lock_plan
 BATCH = 2_000
 BATCH_ROWS = 1_000  # rows handed from the validating thread to the COPY at a time
 T = TypeVar("T")
+Row = Enrolment | Applicant  # a row as the CLI reads it; both carry the same fields
 
 
 def shares_at(cutoff: datetime) -> ColumnElement[bool]:
@@ -42,7 +51,7 @@ class ImportReport:
 
 
 def import_members(
-    engine: Engine, rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport
+    engine: Engine, rows: Iterable[tuple[int, Row | str]], report: ImportReport
 ) -> None:
     """Enrol validated rows: PostgreSQL streams them with COPY and checks them set-based in SQL,
     SQLite inserts them in batches. A row given as a string is a parse error for its line."""
@@ -53,7 +62,7 @@ def import_members(
 
 
 def batched_import(
-    engine: Engine, rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport
+    engine: Engine, rows: Iterable[tuple[int, Row | str]], report: ImportReport
 ) -> None:
     """One transaction per batch, so a large file commits as it goes and memory stays flat."""
     for batch in _batches(rows, BATCH):
@@ -62,12 +71,12 @@ def batched_import(
 
 
 def import_batch(
-    session: Session, batch: list[tuple[int, Enrolment | str]], report: ImportReport
+    session: Session, batch: list[tuple[int, Row | str]], report: ImportReport
 ) -> None:
     for plan in sorted({row.plan for _, row in batch if not isinstance(row, str)}):
         lock_plan(session, plan, shared=True)
     fixed = published_cutoffs(session)
-    good: list[tuple[int, Enrolment]] = []
+    good: list[tuple[int, Row]] = []
     for line, row in batch:
         if isinstance(row, str):
             report.refused.append((line, row))
@@ -114,9 +123,7 @@ def published_cutoffs(session: Session) -> dict[str, datetime]:
     return {plan: cutoff for plan, cutoff in rows}
 
 
-def _insert_batch(
-    session: Session, rows: list[tuple[int, Enrolment]], report: ImportReport
-) -> None:
+def _insert_batch(session: Session, rows: list[tuple[int, Row]], report: ImportReport) -> None:
     pending = _new_members_only(session, rows, report)
     payers = _payer_ids(session, {row.payer_ref for _, row in pending if row.payer_ref})
     # A payer may be enrolled in the same file, just before their family: insert in rounds,
@@ -136,8 +143,8 @@ def _insert_batch(
 
 
 def _new_members_only(
-    session: Session, rows: list[tuple[int, Enrolment]], report: ImportReport
-) -> list[tuple[int, Enrolment]]:
+    session: Session, rows: list[tuple[int, Row]], report: ImportReport
+) -> list[tuple[int, Row]]:
     keys = {(row.plan, row.member_ref) for _, row in rows}
     taken = set()
     if keys:
@@ -159,7 +166,7 @@ def _new_members_only(
     return fresh
 
 
-def _member_values(row: Enrolment, payers: dict[str, int]) -> dict:
+def _member_values(row: Row, payers: dict[str, int]) -> dict:
     return {
         "member_ref": row.member_ref,
         "plan": row.plan,
@@ -215,10 +222,11 @@ MOVED_COLUMNS = "member_ref, plan, name, birth_date, sex, province, joined_at, j
 PAYER_ID = """SELECT min(m.id) FROM member m
     WHERE m.plan = ANY(:plans) AND m.member_ref = {row}.payer_ref AND m.exited_at IS NULL"""
 IS_MEMBER = "SELECT 1 FROM member m WHERE m.plan = {row}.plan AND m.member_ref = {row}.member_ref"
+UNIQUE_VIOLATION = "23505"
 
 
 def copy_import(
-    engine: Engine, rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport
+    engine: Engine, rows: Iterable[tuple[int, Row | str]], report: ImportReport
 ) -> None:
     """Enrol a whole file in one transaction: COPY is all-or-nothing anyway, a row's checks
     must still hold when it goes in, and a file that failed can simply be imported again.
@@ -262,13 +270,13 @@ def _create_staging(session: Session) -> None:
     session.execute(text("CREATE TEMP TABLE member_waiting (LIKE member_staging) ON COMMIT DROP"))
 
 
-def _joinable(rows: Iterable[tuple[int, Enrolment | str]], report: ImportReport) -> Iterator[tuple]:
+def _joinable(rows: Iterable[tuple[int, Row | str]], report: ImportReport) -> Iterator[tuple]:
     """The rows that pass their plan's joining rules, as staged; the others go to the report."""
-    rules = load_plans()
+    refusal_of = join_refusals(load_plans())
     for line, row in rows:
         if isinstance(row, str):
             report.refused.append((line, row))
-        elif refusal := join_refusal(rules[row.plan], row):
+        elif refusal := refusal_of(row):
             report.refused.append((line, refusal))
         else:
             yield (
@@ -369,14 +377,24 @@ def _refuse_repeats_of_waiting(session: Session, report: ImportReport) -> None:
 
 def _insert_staged(session: Session, report: ImportReport) -> None:
     """Enrol the staged rows in line order; one whose member exists by then (already, or from
-    an earlier line) is skipped and reported."""
+    an earlier line) is skipped and reported.
+
+    A chunk of new members only, the usual case, goes in with a plain INSERT: ON CONFLICT
+    costs about 40% more per row. A member already there (or waited for, from a concurrent
+    import) makes it fail in its savepoint, and the chunk goes in again, skipping those."""
     staged = session.execute(text("SELECT count(*) FROM member_staging")).scalar_one()
+    try:
+        with session.begin_nested():
+            session.execute(text(f"{STAGED_INSERT} ORDER BY s.line"), {"plans": list(load_plans())})
+    except IntegrityError as error:
+        if getattr(error.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+    else:
+        report.imported += staged
+        return
     skipped = session.execute(
         text(
-            "WITH inserted AS ("
-            f"  INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT s.id, {_prefixed('s')},"
-            f"  CASE WHEN s.payer_ref IS NOT NULL THEN ({PAYER_ID.format(row='s')}) END"
-            "   FROM member_staging s ORDER BY s.line"
+            f"WITH inserted AS ({STAGED_INSERT} ORDER BY s.line"
             "   ON CONFLICT (plan, member_ref) DO NOTHING RETURNING id) "
             # Against the chunk's own ids, never the whole member table.
             "SELECT s.line, s.member_ref, s.plan FROM member_staging s "
@@ -425,6 +443,13 @@ def _refuse_waiting(session: Session, report: ImportReport) -> None:
 
 def _prefixed(row: str) -> str:
     return ", ".join(f"{row}.{column}" for column in MOVED_COLUMNS.split(", "))
+
+
+STAGED_INSERT = (
+    f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT s.id, {_prefixed('s')}, "
+    f"CASE WHEN s.payer_ref IS NOT NULL THEN ({PAYER_ID.format(row='s')}) END "
+    "FROM member_staging s"
+)
 
 
 def _in_background(items: Iterable[T], size: int, ahead: int = 64) -> Iterator[list[T]]:
