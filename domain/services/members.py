@@ -409,21 +409,32 @@ def _insert_staged(session: Session, report: ImportReport) -> None:
 def _insert_families(session: Session) -> int:
     """One round: enrol the waiting rows whose payer is a member now; how many went in.
 
-    A row skipped because its member exists by now (another import enrolled it) goes back to
-    waiting, and is reported at the end as already a member."""
+    Each payer is looked up once. As for the staged rows, a plain INSERT first, in a
+    savepoint; if a member exists by now (another import enrolled it), the round again with
+    ON CONFLICT: the row skipped goes back to waiting, and is reported at the end as already a
+    member."""
+    params = {"plans": list(load_plans())}
+    try:
+        with session.begin_nested():
+            return session.execute(
+                text(
+                    f"{READY_FAMILIES}, inserted AS ({FAMILY_INSERT} RETURNING 1) "
+                    "SELECT count(*) FROM inserted"
+                ),
+                params,
+            ).scalar_one()
+    except IntegrityError as error:
+        if getattr(error.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
     return session.execute(
         text(
-            "WITH ready AS (DELETE FROM member_waiting w"
-            f"  WHERE ({PAYER_ID.format(row='w')}) IS NOT NULL RETURNING w.*), "
-            "inserted AS ("
-            f"  INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT r.id, {_prefixed('r')},"
-            f"  ({PAYER_ID.format(row='r')}) FROM ready r ORDER BY r.line"
+            f"{READY_FAMILIES}, inserted AS ({FAMILY_INSERT}"
             "   ON CONFLICT (plan, member_ref) DO NOTHING RETURNING id), "
-            "skipped AS (INSERT INTO member_waiting SELECT * FROM ready r"
-            "  WHERE NOT EXISTS (SELECT 1 FROM inserted WHERE inserted.id = r.id)) "
+            f"skipped AS (INSERT INTO member_waiting SELECT {_prefixed('r', WAITING_COLUMNS)}"
+            "  FROM ready r WHERE NOT EXISTS (SELECT 1 FROM inserted WHERE inserted.id = r.id)) "
             "SELECT count(*) FROM inserted"
         ),
-        {"plans": list(load_plans())},
+        params,
     ).scalar_one()
 
 
@@ -441,10 +452,22 @@ def _refuse_waiting(session: Session, report: ImportReport) -> None:
     )
 
 
-def _prefixed(row: str) -> str:
-    return ", ".join(f"{row}.{column}" for column in MOVED_COLUMNS.split(", "))
+def _prefixed(row: str, columns: str = MOVED_COLUMNS) -> str:
+    return ", ".join(f"{row}.{column}" for column in columns.split(", "))
 
 
+WAITING_COLUMNS = ", ".join(["id", *STAGED])
+# The waiting rows whose payer is a member now, taken out of waiting with their payer's id.
+READY_FAMILIES = (
+    f"WITH payers AS (SELECT w.id, ({PAYER_ID.format(row='w')}) AS payer_id "
+    "FROM member_waiting w), "
+    "ready AS (DELETE FROM member_waiting w USING payers p "
+    "WHERE p.id = w.id AND p.payer_id IS NOT NULL RETURNING w.*, p.payer_id)"
+)
+FAMILY_INSERT = (
+    f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) "
+    f"SELECT r.id, {_prefixed('r')}, r.payer_id FROM ready r ORDER BY r.line"
+)
 STAGED_INSERT = (
     f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT s.id, {_prefixed('s')}, "
     f"CASE WHEN s.payer_ref IS NOT NULL THEN ({PAYER_ID.format(row='s')}) END "
