@@ -1,9 +1,8 @@
 """Membership rules, pure: who may join a plan, the shape of an enrolment row, and exits."""
 
-import calendar
 import re
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, NamedTuple
 
@@ -139,7 +138,7 @@ def quick_reader(
     return read
 
 
-def join_refusal(plan: Plan, enrolment: Enrolment) -> str | None:
+def join_refusal(plan: Plan, enrolment: Enrolment | Applicant) -> str | None:
     """Why this person may not join the plan, or None when they may."""
     joined_on = local_date(enrolment.joined_at)
     if enrolment.birth_date > joined_on:
@@ -151,55 +150,6 @@ def join_refusal(plan: Plan, enrolment: Enrolment) -> str | None:
     if enrolment.credit_assessment != "passed":
         return "credit assessment not passed"
     return None
-
-
-def join_refusals(plans: dict[str, Plan]) -> Callable[[Enrolment | Applicant], str | None]:
-    """`join_refusal` for a stream of rows, with its answers: each plan's birth-date window is
-    worked out once per joining day, not two ages per row."""
-    windows: dict[tuple[str, date], tuple[date | None, date | None]] = {}
-
-    def refusal(enrolment: Enrolment | Applicant) -> str | None:
-        joined_on = local_date(enrolment.joined_at)
-        born = enrolment.birth_date
-        if born > joined_on:
-            return "born after joining"
-        plan = plans[enrolment.plan]
-        if (window := windows.get((plan.code, joined_on))) is None:
-            window = windows[(plan.code, joined_on)] = _birth_window(plan, joined_on)
-        latest, too_early = window
-        if latest is None or born > latest or (too_early is not None and born <= too_early):
-            return f"age outside {plan.code}'s joining ages"
-        if enrolment.health_declaration != "passed":
-            return "health declaration not passed"
-        if enrolment.credit_assessment != "passed":
-            return "credit assessment not passed"
-        return None
-
-    return refusal
-
-
-def _birth_window(plan: Plan, on: date) -> tuple[date | None, date | None]:
-    """The birth dates that may join `plan` on `on`: up to the first date (None: none may),
-    after the second (None: no lower bound). `Plan.can_join_at_age` is the rule."""
-    latest = _last_birthday_for_age(on, plan.min_join_age_years)
-    try:
-        old_enough_by_days = on - timedelta(days=plan.min_join_age_days)
-    except OverflowError:
-        latest = None
-    else:
-        latest = latest and min(latest, old_enough_by_days)
-    return latest, _last_birthday_for_age(on, plan.max_join_age_years + 1)
-
-
-def _last_birthday_for_age(on: date, years: int) -> date | None:
-    """The last birth date that is `years` old or more on `on` (see `age_on`: a 29 February
-    birthday counts from 1 March), or None before year 1."""
-    year = on.year - years
-    if year < 1:
-        return None
-    if (on.month, on.day) == (2, 29) and not calendar.isleap(year):
-        return date(year, 2, 28)
-    return date(year, on.month, on.day)
 
 
 def exit_refusal(exited_at: datetime | None, active_dependants: int) -> str | None:

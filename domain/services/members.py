@@ -21,7 +21,6 @@ from domain.members import (
     ExitReason,
     exit_refusal,
     join_refusal,
-    join_refusals,
 )
 from domain.models import CycleStatus, Member, SharingCycle
 from domain.plans import get_plan, load_plans
@@ -273,11 +272,11 @@ def _create_staging(session: Session) -> None:
 
 def _joinable(rows: Iterable[tuple[int, Row | str]], report: ImportReport) -> Iterator[tuple]:
     """The rows that pass their plan's joining rules, as staged; the others go to the report."""
-    refusal_of = join_refusals(load_plans())
+    rules = load_plans()
     for line, row in rows:
         if isinstance(row, str):
             report.refused.append((line, row))
-        elif refusal := refusal_of(row):
+        elif refusal := join_refusal(rules[row.plan], row):
             report.refused.append((line, refusal))
         else:
             yield (

@@ -1,8 +1,6 @@
-"""The import's quick row reader and join check against the rules they stand in for: every row
-the quick reader takes, `Enrolment` takes with the same values; `join_refusals` answers as
-`join_refusal` does."""
+"""The import's quick row reader against the model it stands in for: every row the quick reader
+takes, `Enrolment` takes with the same values."""
 
-import dataclasses
 from datetime import UTC, date, datetime, timedelta, timezone
 from itertools import compress
 
@@ -10,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from domain.members import Applicant, Enrolment, join_refusal, join_refusals, quick_reader
+from domain.members import Applicant, Enrolment, quick_reader
 from domain.plans import load_plans
 
 PLANS = load_plans()
@@ -157,48 +155,3 @@ def test_the_quick_reader_takes_the_usual_rows() -> None:
     )
     assert read([*usual, "M00000000", "王芳"]).payer_ref == "M00000000"
     assert read([*usual, "", " 王芳"]) is None  # the model strips it
-
-
-AGES = st.builds(
-    lambda plan, low_years, low_days, high: dataclasses.replace(
-        plan, min_join_age_years=low_years, min_join_age_days=low_days, max_join_age_years=high
-    ),
-    st.sampled_from(list(PLANS.values())),
-    st.integers(0, 5),
-    st.integers(0, 800),
-    st.integers(0, 120),
-)
-
-
-@settings(max_examples=1000, deadline=None)
-@given(
-    plan=st.sampled_from(list(PLANS.values())) | AGES,
-    born=st.dates(),
-    joined=st.datetimes(min_value=datetime(2, 1, 1), timezones=st.just(UTC)),
-    health=st.sampled_from(["passed", "failed"]),
-    credit=st.sampled_from(["passed", "failed"]),
-)
-@example(
-    plan=PLANS["critical-illness"],
-    born=date(2024, 2, 29),
-    joined=datetime(2025, 2, 28, 16, tzinfo=UTC),
-    health="passed",
-    credit="passed",
-)
-def test_join_refusals_answer_as_join_refusal(plan, born, joined, health, credit) -> None:
-    row = Applicant("m", plan.code, None, born, "F", "广东", joined, None, False, health, credit)
-    assert join_refusals({plan.code: plan})(row) == join_refusal(plan, row)
-
-
-def test_join_refusals_bounds_around_a_29_february_birthday() -> None:
-    plan = dataclasses.replace(
-        PLANS["critical-illness"], min_join_age_years=1, min_join_age_days=0, max_join_age_years=3
-    )
-    check = join_refusals({plan.code: plan})
-    for born in (date(2020, 2, 29), date(2020, 2, 28), date(2020, 3, 1), date(2016, 2, 29)):
-        for day in range(-800, 2000, 1):
-            joined = datetime(2021, 3, 1, tzinfo=UTC) + timedelta(days=day)
-            row = Applicant(
-                "m", plan.code, None, born, "F", "x", joined, None, False, "passed", "passed"
-            )
-            assert check(row) == join_refusal(plan, row), (born, joined)
