@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, func, select
 
 from domain.calendar import local_date
@@ -89,26 +89,30 @@ def record_submission(session: Session, raw: str, now: datetime) -> tuple[int, b
 def count_attempt(session: Session, claim_id: int, expected: State, now: datetime) -> bool:
     """Count one run of the step on a claim in `expected`; False when it should not run again.
 
-    Committed before the work itself, so a worker killed mid-step still leaves its mark.
+    Committed before the work itself, so a worker killed mid-step still leaves its mark. One
+    UPDATE, without loading the claim: every step of every claim pays for this count.
     """
-    claim = load_for_update(session, Claim, claim_id)
-    if claim is None or claim.state != expected:
+    attempts = session.exec(
+        update(Claim)
+        .where(col(Claim.id) == claim_id, col(Claim.state) == expected)
+        .values(attempts=col(Claim.attempts) + 1)
+        .returning(col(Claim.attempts))
+    ).scalar_one_or_none()
+    if attempts is None:
         return True  # nothing to guard: the step will find the claim already moved on
-    claim.attempts += 1
-    session.add(claim)
-    if claim.attempts == MAX_ATTEMPTS + 1:
+    if attempts == MAX_ATTEMPTS + 1:
         # Said once, in the claim's history, where an operator looks.
         session.add(
             ClaimEvent(
-                claim_id=claim.id,
+                claim_id=claim_id,
                 at=now,
                 actor="guard",
-                from_state=claim.state,
-                to_state=claim.state,
+                from_state=expected,
+                to_state=expected,
                 reason=f"the {expected} step failed {MAX_ATTEMPTS} times; needs attention",
             )
         )
-    return claim.attempts <= MAX_ATTEMPTS
+    return attempts <= MAX_ATTEMPTS
 
 
 def reject(
