@@ -148,7 +148,7 @@ def test_a_burst_with_two_worker_restarts_accounts_for_every_claim(postgres_stac
                 created, repeats = sending.result()
             wait_until(swept_when_stalled(all_decided), left(), "every claim decided", log_path)
         finally:
-            stop(worker)
+            support.stop_worker(worker, grace=90)
 
     unknown = len(range(0, CLAIMS, UNKNOWN_EVERY))
     malformed = sum(1 for n in range(0, CLAIMS, MALFORMED_EVERY) if n % UNKNOWN_EVERY)
@@ -163,12 +163,3 @@ def test_a_burst_with_two_worker_restarts_accounts_for_every_claim(postgres_stac
         ).one()
     assert approvals == (CLAIMS - unknown - malformed,) * 2  # each approved exactly once
     assert invariants_hold().claims == counts()
-
-
-def stop(worker: subprocess.Popen) -> None:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(90)
-    except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()

@@ -14,6 +14,7 @@ from domain.db import transaction
 from domain.models import Charge, ChargeChunk, SharingCycle
 from domain.services import audit as audit_service
 from tests.faults.test_worker_killed import VISIBILITY, start_worker, sweeping
+from tests.integration import support
 from tests.integration.scenario import CLOSE_AT, CRITICAL
 from tests.integration.support import wait_until
 from tests.integration.test_redelivery import prepare_announced_cycle
@@ -55,8 +56,7 @@ def test_a_worker_killed_while_charging_a_cycle_charges_each_member_once(postgre
                 sweeping(closed), 120, "the cycle closed after the restart", tmp_path / "worker.log"
             )
         finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(60)
+            support.stop_worker(second)
     with transaction(engine()) as session:
         rows, members = session.exec(
             select(func.count(), func.count(func.distinct(Charge.member_id)))

@@ -2,7 +2,6 @@
 none crashes the worker, and every submission is accounted for exactly once."""
 
 import json
-import signal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +14,7 @@ from domain.db import transaction
 from domain.models import Claim
 from domain.services.claims import submission_key
 from tests.faults.test_worker_killed import all_decided, invariants_hold, start_worker
+from tests.integration import support
 from tests.integration.scenario import enrol, membership
 from tests.integration.support import wait_until
 
@@ -57,8 +57,7 @@ def running_worker(postgres_stack, tmp_path):
     with (tmp_path / "worker.log").open("w") as log:
         worker = start_worker(postgres_stack.env, log)
         yield worker
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
+        support.stop_worker(worker)
 
 
 @settings(

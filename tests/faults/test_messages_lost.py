@@ -19,6 +19,7 @@ from tests.faults.test_worker_killed import (
     start_worker,
     sweeping,
 )
+from tests.integration import support
 from tests.integration.fixtures import empty_broker
 from tests.integration.scenario import enrol, membership, submission
 from tests.integration.support import wait_until
@@ -61,6 +62,5 @@ def test_the_sweep_redrives_every_claim_after_the_broker_lost_its_messages(
                 sweeping(all_decided), 120, "every stuck claim re-driven", tmp_path / "worker.log"
             )
         finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(60)
+            support.stop_worker(second)
     assert invariants_hold().claims == {"scheduled": 10}

@@ -98,8 +98,7 @@ def test_a_worker_killed_mid_review_loses_and_doubles_nothing(postgres_stack, tm
                 tmp_path / "worker.log",
             )
         finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(60)
+            support.stop_worker(second)
     assert counts() == {"scheduled": 8}
     with transaction(engine()) as session:
         approvals = session.exec(

@@ -43,12 +43,21 @@ def run_worker(stack: Stack, concurrency: int = 2) -> Iterator[subprocess.Popen]
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
+        stop_worker(process, grace=20)
+
+
+def stop_worker(process: subprocess.Popen, grace: float = 60) -> None:
+    """A warm shutdown (SIGTERM); killed, with its children when it leads a process group of
+    its own, if it has not stopped within `grace` seconds."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
             process.kill()
-            process.wait()
+        process.wait()
 
 
 def start_worker(
