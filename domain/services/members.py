@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Engine, and_, or_, text, tuple_, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, and_, or_, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, insert, select
 
@@ -384,15 +384,10 @@ def _insert_staged(session: Session, report: ImportReport) -> None:
     A chunk of new members only, the usual case, goes in with a plain INSERT: ON CONFLICT
     costs about 40% more per row. A member already there (or waited for, from a concurrent
     import) makes it fail in its savepoint, and the chunk goes in again, skipping those."""
-    try:
-        with session.begin_nested():
-            # In any order: one repeat fails it all, so the first line of a member never has to
-            # win here (sorting a chunk by line costs an eighth of its insert).
-            inserted = session.execute(text(STAGED_INSERT), {"plans": list(load_plans())})
-    except IntegrityError as error:
-        if getattr(error.orig, "sqlstate", None) != UNIQUE_VIOLATION:
-            raise
-    else:
+    # In any order: one repeat fails it all, so the first line of a member never has to win
+    # here (sorting a chunk by line costs an eighth of its insert).
+    inserted = _plain_insert(session, STAGED_INSERT)
+    if inserted is not None:
         report.imported += inserted.rowcount
         return
     staged = session.execute(text("SELECT count(*) FROM member_staging")).scalar_one()
@@ -417,19 +412,13 @@ def _insert_families(session: Session) -> int:
     savepoint; if a member exists by now (another import enrolled it), the round again with
     ON CONFLICT: the row skipped goes back to waiting, and is reported at the end as already a
     member."""
-    params = {"plans": list(load_plans())}
-    try:
-        with session.begin_nested():
-            return session.execute(
-                text(
-                    f"{READY_FAMILIES}, inserted AS ({FAMILY_INSERT} RETURNING 1) "
-                    "SELECT count(*) FROM inserted"
-                ),
-                params,
-            ).scalar_one()
-    except IntegrityError as error:
-        if getattr(error.orig, "sqlstate", None) != UNIQUE_VIOLATION:
-            raise
+    inserted = _plain_insert(
+        session,
+        f"{READY_FAMILIES}, inserted AS ({FAMILY_INSERT} RETURNING 1) "
+        "SELECT count(*) FROM inserted",
+    )
+    if inserted is not None:
+        return inserted.scalar_one()
     return session.execute(
         text(
             f"{READY_FAMILIES}, inserted AS ({FAMILY_INSERT} ORDER BY r.line"
@@ -438,8 +427,20 @@ def _insert_families(session: Session) -> int:
             "  FROM ready r WHERE NOT EXISTS (SELECT 1 FROM inserted WHERE inserted.id = r.id)) "
             "SELECT count(*) FROM inserted"
         ),
-        params,
+        {"plans": list(load_plans())},
     ).scalar_one()
+
+
+def _plain_insert(session: Session, statement: str) -> CursorResult | None:
+    """Run an insert of new members in a savepoint; None, and nothing written, when a member
+    was already there (a unique violation), for the caller to go the ON CONFLICT way."""
+    try:
+        with session.begin_nested():
+            return session.execute(text(statement), {"plans": list(load_plans())})
+    except IntegrityError as error:
+        if getattr(error.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+    return None
 
 
 def _refuse_waiting(session: Session, report: ImportReport) -> None:
