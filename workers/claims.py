@@ -13,12 +13,15 @@ from workers.base import log, moment, now, task_options, unit_of_work
 
 
 def _guarded(task: Task, claim_id: int, expected: State) -> bool:
-    """Count this delivery; a step that keeps dying on a claim stops and waits for a person.
+    """Count a redelivered step; one that keeps coming back stops and waits for a person.
 
-    Celery's own retries of a transient error (a lock time-out) are not counted: only
-    deliveries are, which is what a worker killed mid-step leaves behind.
+    Only redeliveries are counted: the broker marks a message it restores (after a worker was
+    killed mid-step, or at a warm shutdown) as redelivered. A first delivery, the usual case,
+    costs no write; the sweep counts the steps it sends again itself. Celery's own retries of
+    a transient error (a lock time-out) are not counted.
     """
-    if task.request.retries:
+    redelivered = (task.request.delivery_info or {}).get("redelivered")
+    if task.request.retries or not redelivered:
         return True
     with unit_of_work() as session:
         # A count lost in a database crash only gives the step one more try.

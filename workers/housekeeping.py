@@ -23,7 +23,13 @@ def redrive_stuck() -> int:
     every closing cycle; each step is idempotent, so a step still in flight loses nothing."""
     before = now() - timedelta(seconds=get_settings().stuck_after_seconds)
     with unit_of_work() as session:
-        stuck = claims.stuck_claims(session, before)
+        # A step sent again is counted like a redelivered one, before it is sent: a claim whose
+        # step keeps failing stops coming back and waits for a person.
+        stuck = [
+            (claim_id, state)
+            for claim_id, state in claims.stuck_claims(session, before)
+            if claims.count_attempt(session, claim_id, State(state), now())
+        ]
         closing = cycles.stalled_closing_cycles(session, before)
     for claim_id, state in stuck:
         claim_chain(claim_id, start=RESUME_AT[state]).apply_async()

@@ -87,10 +87,11 @@ def record_submission(session: Session, raw: str, now: datetime) -> tuple[int, b
 
 
 def count_attempt(session: Session, claim_id: int, expected: State, now: datetime) -> bool:
-    """Count one run of the step on a claim in `expected`; False when it should not run again.
+    """Count one more delivery of the step on a claim in `expected` (redelivered by the broker,
+    or sent again by the sweep); False when it should not run again.
 
     Committed before the work itself, so a worker killed mid-step still leaves its mark. One
-    UPDATE, without loading the claim: every step of every claim pays for this count.
+    UPDATE, without loading the claim.
     """
     attempts = session.exec(
         update(Claim)

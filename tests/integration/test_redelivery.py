@@ -1,7 +1,7 @@
 """At-least-once delivery: every step run twice, out of order or concurrently changes nothing."""
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
@@ -25,6 +25,7 @@ from tests.integration.scenario import (
 from tests.integration.support import run_worker, wait_until
 from workers import claims as claim_tasks
 from workers import cycles as cycle_tasks
+from workers import housekeeping
 
 NOW = datetime.now(UTC)
 
@@ -161,24 +162,64 @@ def test_two_concurrent_closes_produce_one_set_of_charges(stack):
     assert ledger == len([m for m in cycle_service.ledger_movements(cycle) if m[3]])
 
 
-def test_a_step_that_keeps_failing_stops_and_asks_for_a_person(stack):
+def redelivered(task, *args):
+    """Run a task as a worker runs a message the broker restored, which it marks redelivered."""
+    task.push_request(args=args, retries=0, delivery_info={"redelivered": True})
+    try:
+        return task.run(*args)
+    finally:
+        task.pop_request()
+
+
+def claim_tried(attempts: int, idle: timedelta = timedelta(0)) -> int:
+    """A received claim whose step has been delivered `attempts` times more than once."""
     with transaction(engine()) as session:
-        claim_id, _ = claim_service.record_submission(session, CLAIMS[0], NOW)
-        session.get(Claim, claim_id).attempts = claim_service.MAX_ATTEMPTS
-    claim_tasks.accept_claim(claim_id)
-    claim_tasks.accept_claim(claim_id)
+        claim_id, _ = claim_service.record_submission(session, CLAIMS[0], NOW - idle)
+        session.get(Claim, claim_id).attempts = attempts
+    return claim_id
+
+
+def guard_reasons(claim_id: int) -> list[str | None]:
     with transaction(engine()) as session:
-        claim = session.get(Claim, claim_id)
-        guard_events = session.exec(
+        events = session.exec(
             select(ClaimEvent).where(ClaimEvent.claim_id == claim_id, ClaimEvent.actor == "guard")
         ).all()
-        stuck = claim_service.stuck_claims(session, datetime.now(UTC))
-    assert claim.state == "received"
-    assert [e.reason for e in guard_events] == ["the received step failed 5 times; needs attention"]
-    assert claim_id not in [claim for claim, _ in stuck]
+    return [event.reason for event in events]
+
+
+def test_a_step_redelivered_too_often_stops_and_asks_for_a_person(stack):
+    claim_id = claim_tried(claim_service.MAX_ATTEMPTS)
+    redelivered(claim_tasks.accept_claim, claim_id)
+    redelivered(claim_tasks.accept_claim, claim_id)
     with transaction(engine()) as session:
+        claim = session.get(Claim, claim_id)
+        stuck = claim_service.stuck_claims(session, datetime.now(UTC))
         attention = audit_service.audit(session).attention
+    assert claim.state == "received"
+    assert guard_reasons(claim_id) == ["the received step failed 5 times; needs attention"]
+    assert claim_id not in [claim for claim, _ in stuck]
     assert attention == ["claim good-1: its received step failed 5 times"]
+
+
+def test_a_step_redelivered_under_the_limit_runs(stack):
+    claim_id = claim_tried(claim_service.MAX_ATTEMPTS - 1)
+    redelivered(claim_tasks.accept_claim, claim_id)
+    with transaction(engine()) as session:
+        claim = session.get(Claim, claim_id)
+    # Intake ran (and found no such member: none is enrolled here); the count starts again.
+    assert (claim.state, claim.reason_code, claim.attempts) == ("rejected", "unknown_member", 0)
+    assert guard_reasons(claim_id) == []
+
+
+def test_the_sweep_counts_each_step_it_sends_again_and_stops_at_the_limit(stack):
+    claim_id = claim_tried(claim_service.MAX_ATTEMPTS - 1, idle=timedelta(days=1))
+    assert housekeeping.redrive_stuck() == 1  # the fifth delivery, sent
+    assert housekeeping.redrive_stuck() == 0  # a sixth is not: a person looks first
+    assert housekeeping.redrive_stuck() == 0
+    with transaction(engine()) as session:
+        claim = session.get(Claim, claim_id)
+    assert (claim.state, claim.attempts) == ("received", claim_service.MAX_ATTEMPTS + 1)
+    assert guard_reasons(claim_id) == ["the received step failed 5 times; needs attention"]
 
 
 def test_a_close_sent_twice_to_the_fleet_charges_once(postgres_stack):
