@@ -265,28 +265,25 @@ def _locked(session: Session, claim_id: int) -> Claim:
 
 
 def member_facts(session: Session, member: Member, claim: Claim) -> MemberFacts:
-    others = select(Claim.state).where(
-        Claim.member_id == member.id, Claim.plan == claim.plan, Claim.id != claim.id
-    )
-    paid = session.exec(
-        others.where(col(Claim.state).in_([State.SETTLED, State.PAID])).limit(1)
-    ).first()
+    """The member's dates, and what their other claims in this plan say, in one query."""
+    paid = col(Claim.state).in_([State.SETTLED, State.PAID])
     # Any claim on its way to payment blocks this one; an undecided one only if it came first,
     # so that two claims in flight do not block each other.
-    live = session.exec(
-        others.where(
-            or_(
-                col(Claim.state).in_(list(PAYABLE)),
-                and_(col(Claim.state).in_(list(UNDECIDED)), col(Claim.id) < claim.id),
-            )
-        ).limit(1)
-    ).first()
+    live = or_(
+        col(Claim.state).in_(list(PAYABLE)),
+        and_(col(Claim.state).in_(list(UNDECIDED)), col(Claim.id) < claim.id),
+    )
+    paid_claims, live_claims = session.exec(
+        select(func.count().filter(paid), func.count().filter(live)).where(
+            Claim.member_id == member.id, Claim.plan == claim.plan, Claim.id != claim.id
+        )
+    ).one()
     return MemberFacts(
         birth_date=member.birth_date,
         joined_at=member.joined_at,
         exited_at=member.exited_at,
-        already_paid=paid is not None,
-        other_live_claim=live is not None,
+        already_paid=paid_claims > 0,
+        other_live_claim=live_claims > 0,
     )
 
 
@@ -332,11 +329,13 @@ class EvidenceRequest:
 
 def evidence_request(session: Session, claim_id: int) -> EvidenceRequest | None:
     """The question for the hospital, or None when the claim is not waiting for review."""
-    claim = session.get(Claim, claim_id)
-    if claim is None or claim.state != State.UNDER_REVIEW:
+    row = session.exec(
+        select(Member.member_ref, Claim.icd10, Claim.diagnosed_on, Member.joined_at)
+        .join(Member, col(Member.id) == Claim.member_id)
+        .where(Claim.id == claim_id, Claim.state == State.UNDER_REVIEW)
+    ).first()
+    if row is None:
         return None
-    member = session.get(Member, claim.member_id)
-    assert member is not None and claim.icd10 and claim.diagnosed_on
-    return EvidenceRequest(
-        member.member_ref, claim.icd10, claim.diagnosed_on, local_date(member.joined_at)
-    )
+    member_ref, icd10, diagnosed_on, joined_at = row
+    assert icd10 and diagnosed_on
+    return EvidenceRequest(member_ref, icd10, diagnosed_on, local_date(joined_at))

@@ -221,6 +221,15 @@ MOVED_COLUMNS = "member_ref, plan, name, birth_date, sex, province, joined_at, j
 # (plan, member_ref) unique index, where `member_ref = ...` alone would read the whole table.
 PAYER_ID = """SELECT min(m.id) FROM member m
     WHERE m.plan = ANY(:plans) AND m.member_ref = {row}.payer_ref AND m.exited_at IS NULL"""
+# A payer that a head of family of the chunk will be: no staged row of that member_ref has a
+# payer of its own (so none is held), and one repeats no waiting row (so it is not refused as
+# a repeat). IN and NOT IN over the chunk are hashed once, where a join, planned without
+# statistics on the staging table, may scan it once per row.
+PAID_IN_CHUNK = """s.payer_ref IN (SELECT h.member_ref FROM member_staging h
+        WHERE h.payer_ref IS NULL AND NOT EXISTS (SELECT 1 FROM member_waiting w
+            WHERE w.plan = h.plan AND w.member_ref = h.member_ref))
+    AND s.payer_ref NOT IN (SELECT f.member_ref FROM member_staging f
+        WHERE f.payer_ref IS NOT NULL)"""
 IS_MEMBER = "SELECT 1 FROM member m WHERE m.plan = {row}.plan AND m.member_ref = {row}.member_ref"
 UNIQUE_VIOLATION = "23505"
 
@@ -318,7 +327,7 @@ def _check_and_insert(
     """The staged chunk's checks, in the order of the batched path, and its inserts."""
     _lock_plans(session, plans, locked)
     _refuse_before_cutoffs(session, locked, report)
-    _hold_for_payers(session)
+    _hold_for_payers(session, chunk_pays=True)
     _refuse_repeats_of_waiting(session, report)
     _insert_staged(session, report)
     # Each round enrols the rows whose payer the round before enrolled.
@@ -348,12 +357,16 @@ def _refuse_before_cutoffs(session: Session, plans: set[str], report: ImportRepo
         report.refused.extend((line, refusal) for line in lines)
 
 
-def _hold_for_payers(session: Session) -> None:
+def _hold_for_payers(session: Session, chunk_pays: bool) -> None:
     """Set aside the rows whose payer is not a member yet (the payer may come later in the
-    file). A row whose member already exists stays: it is refused as such, whoever the payer."""
+    file). A row whose member already exists stays: it is refused as such, whoever the payer.
+
+    With `chunk_pays`, a row whose payer is a head of family staged in the same chunk stays
+    too, to go in with its payer: most families are enrolled together, the payer's row first."""
     session.execute(
         text(
             "WITH held AS (DELETE FROM member_staging s WHERE s.payer_ref IS NOT NULL"
+            f"  AND NOT ({PAID_IN_CHUNK if chunk_pays else 'false'})"
             f"  AND ({PAYER_ID.format(row='s')}) IS NULL"
             f"  AND NOT EXISTS ({IS_MEMBER.format(row='s')}) RETURNING s.*) "
             "INSERT INTO member_waiting SELECT * FROM held"
@@ -386,10 +399,14 @@ def _insert_staged(session: Session, report: ImportReport) -> None:
     import) makes it fail in its savepoint, and the chunk goes in again, skipping those."""
     # In any order: one repeat fails it all, so the first line of a member never has to win
     # here (sorting a chunk by line costs an eighth of its insert).
-    inserted = _plain_insert(session, STAGED_INSERT)
+    inserted = _plain_insert(session, CHUNK_INSERT)
     if inserted is not None:
         report.imported += inserted.rowcount
         return
+    # A payer in the chunk may be one of the rows skipped now: their families wait after all,
+    # as for a payer in a later chunk, and are enrolled in rounds once the payer is a member.
+    _hold_for_payers(session, chunk_pays=False)
+    _refuse_repeats_of_waiting(session, report)
     staged = session.execute(text("SELECT count(*) FROM member_staging")).scalar_one()
     skipped = session.execute(
         text(
@@ -477,6 +494,17 @@ STAGED_INSERT = (
     f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT s.id, {_prefixed('s')}, "
     f"CASE WHEN s.payer_ref IS NOT NULL THEN ({PAYER_ID.format(row='s')}) END "
     "FROM member_staging s"
+)
+# The plain insert of a chunk: all its rows go in or none does, so a payer not yet a member
+# may be the first staged row of that member_ref (the hold kept only rows paid by a member or
+# by a head of family of the chunk). The foreign key is checked at the end of the statement.
+CHUNK_INSERT = (
+    f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT s.id, {_prefixed('s')}, "
+    f"CASE WHEN s.payer_ref IS NOT NULL THEN COALESCE(({PAYER_ID.format(row='s')}), h.id) END "
+    "FROM member_staging s LEFT JOIN (SELECT h.member_ref, min(h.id) AS id "
+    "  FROM member_staging h WHERE h.payer_ref IS NULL"
+    "  AND h.member_ref IN (SELECT payer_ref FROM member_staging) GROUP BY h.member_ref) h "
+    "ON h.member_ref = s.payer_ref"
 )
 
 
