@@ -29,7 +29,11 @@ def free_port() -> int:
 @pytest.fixture
 def fleet(postgres_stack: Stack, tmp_path) -> Iterator[str]:
     ports = {name: free_port() for name in ("flower", "hospital", "payments")}
-    env = postgres_stack.env | {"FLOWER_BASIC_AUTH": ":".join(AUTH)}
+    env = postgres_stack.env | {
+        "FLOWER_BASIC_AUTH": ":".join(AUTH),
+        # An idle worker waits out the whole soft shutdown (30 s) when the fleet stops.
+        "HUZHU_WORKER_SOFT_SHUTDOWN_TIMEOUT": "3",
+    }
     env.pop("HUZHU_HOSPITAL_URL"), env.pop("HUZHU_PAYMENTS_URL")
     command = [
         sys.executable,
