@@ -221,10 +221,11 @@ MOVED_COLUMNS = "member_ref, plan, name, birth_date, sex, province, joined_at, j
 # (plan, member_ref) unique index, where `member_ref = ...` alone would read the whole table.
 PAYER_ID = """SELECT min(m.id) FROM member m
     WHERE m.plan = ANY(:plans) AND m.member_ref = {row}.payer_ref AND m.exited_at IS NULL"""
-# A payer that a head of family of the chunk will be: no staged row of that member_ref has a
-# payer of its own (so none is held), and one repeats no waiting row (so it is not refused as
-# a repeat). IN and NOT IN over the chunk are hashed once, where a join, planned without
-# statistics on the staging table, may scan it once per row.
+# A payer staged in the same chunk, who goes in with it: no staged row of that member_ref has
+# a payer of its own (so none of them waits) and one repeats no waiting row (so it is not
+# refused as a repeat); one already a member fails the plain insert, and the family waits
+# after all. IN and NOT IN are hashed once, where a join, planned without statistics on the
+# staging table, may scan the chunk once per row.
 PAID_IN_CHUNK = """s.payer_ref IN (SELECT h.member_ref FROM member_staging h
         WHERE h.payer_ref IS NULL AND NOT EXISTS (SELECT 1 FROM member_waiting w
             WHERE w.plan = h.plan AND w.member_ref = h.member_ref))
@@ -361,8 +362,8 @@ def _hold_for_payers(session: Session, chunk_pays: bool) -> None:
     """Set aside the rows whose payer is not a member yet (the payer may come later in the
     file). A row whose member already exists stays: it is refused as such, whoever the payer.
 
-    With `chunk_pays`, a row whose payer is a head of family staged in the same chunk stays
-    too, to go in with its payer: most families are enrolled together, the payer's row first."""
+    With `chunk_pays`, a row whose payer is staged in the same chunk stays too, to go in
+    with the payer in one insert: most families are enrolled together."""
     session.execute(
         text(
             "WITH held AS (DELETE FROM member_staging s WHERE s.payer_ref IS NOT NULL"
@@ -495,16 +496,15 @@ STAGED_INSERT = (
     f"CASE WHEN s.payer_ref IS NOT NULL THEN ({PAYER_ID.format(row='s')}) END "
     "FROM member_staging s"
 )
-# The plain insert of a chunk: all its rows go in or none does, so a payer not yet a member
-# may be the first staged row of that member_ref (the hold kept only rows paid by a member or
-# by a head of family of the chunk). The foreign key is checked at the end of the statement.
+# The plain insert of a chunk: all its rows go in or none does, so a payer who is not a
+# member yet (the hold kept such a row only if its payer is in the chunk) is the first staged
+# row of that member_ref. The foreign key is checked at the end of the statement.
 CHUNK_INSERT = (
     f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT s.id, {_prefixed('s')}, "
-    f"CASE WHEN s.payer_ref IS NOT NULL THEN COALESCE(({PAYER_ID.format(row='s')}), h.id) END "
-    "FROM member_staging s LEFT JOIN (SELECT h.member_ref, min(h.id) AS id "
-    "  FROM member_staging h WHERE h.payer_ref IS NULL"
-    "  AND h.member_ref IN (SELECT payer_ref FROM member_staging) GROUP BY h.member_ref) h "
-    "ON h.member_ref = s.payer_ref"
+    f"CASE WHEN s.payer_ref IS NOT NULL THEN COALESCE(({PAYER_ID.format(row='s')}), f.id) END "
+    "FROM member_staging s LEFT JOIN (SELECT f.member_ref, min(f.id) AS id "
+    "  FROM member_staging f WHERE f.member_ref IN (SELECT payer_ref FROM member_staging)"
+    "  GROUP BY f.member_ref) f ON f.member_ref = s.payer_ref"
 )
 
 

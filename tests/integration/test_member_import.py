@@ -3,16 +3,18 @@ line and reason, on PostgreSQL's COPY path (in chunks) as on SQLite's batches.""
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
 
 from broker.database import engine
 from domain.db import transaction
+from domain.members import Enrolment
 from domain.models import Member
 from domain.services import cycles
 from domain.services import members as member_service
-from tests.integration.scenario import CRITICAL, PUBLISH_AT, member
+from tests.integration.scenario import CRITICAL, PUBLISH_AT, SENIOR, member
 from tests.integration.support import huzhu
 
 HEADER = "member_ref,plan,birth_date,sex,province,joined_at,payer_ref,name\n"
@@ -109,6 +111,135 @@ def test_chunks_keep_the_file_order_on_postgresql(postgres_stack, monkeypatch):
         assert w1.payer_id is not None  # line 4's W1, not line 12's
 
 
+def test_families_go_in_with_their_payers_chunk_on_postgresql(postgres_stack, monkeypatch):
+    """A payer staged in the same chunk as the family it pays for goes in with it, in the
+    chunk's one insert; the payer is still the first member of that member_ref, any plan."""
+    import_rows([member("OLD", SENIOR, 62), member("GONE", SENIOR, 62)])
+    with transaction(engine()) as session:
+        member_service.exit_member(session, SENIOR, "GONE", datetime.now(UTC))
+    in_chunks_of(9, monkeypatch)
+    rounds = count_family_rounds(monkeypatch)
+    rows = [
+        member("H1", CRITICAL, 40),  # 2
+        member("F1", CRITICAL, 9, payer="H1"),  # 3: paid by the chunk's H1
+        member("OLD", CRITICAL, 40),  # 4: OLD joins a second plan ...
+        member("F2", CRITICAL, 9, payer="OLD"),  # 5: ... and pays as the older member
+        member("GONE", CRITICAL, 40),  # 6: GONE left senior-cancer, joins again here ...
+        member("F3", CRITICAL, 9, payer="GONE"),  # 7: ... and pays as this member
+        member("TWO", SENIOR, 62),  # 8: TWO joins both plans in the chunk ...
+        member("TWO", CRITICAL, 40),  # 9
+        member("F4", CRITICAL, 9, payer="TWO"),  # 10: ... and pays as the first
+        member("F5", CRITICAL, 9, payer="H1"),  # 11: the next chunk; H1 is a member now
+    ]
+
+    report = import_rows(rows)
+
+    assert report.refused == []
+    assert report.imported == len(rows)
+    assert rounds == [], "every family went in with its chunk, none waited"
+    ids = member_ids()
+    assert payer_ids() == {
+        "F1": ids["H1", CRITICAL],
+        "F2": ids["OLD", SENIOR],
+        "F3": ids["GONE", CRITICAL],
+        "F4": ids["TWO", SENIOR],
+        "F5": ids["H1", CRITICAL],
+    }
+
+
+def test_a_payer_refused_in_the_chunk_leaves_the_family_waiting_on_postgresql(
+    postgres_stack, monkeypatch
+):
+    """A family whose payer is in its chunk but does not go in waits as before: never a
+    member pointing at a payer who is not one, and the same refusals on the same lines."""
+    with transaction(engine()) as session:
+        cutoff = cycles.publish(session, CRITICAL, PUBLISH_AT).cutoff_at
+    import_rows([joiner("EX")])
+    with transaction(engine()) as session:
+        member_service.exit_member(session, CRITICAL, "EX", datetime.now(UTC) + timedelta(days=31))
+    in_chunks_of(6, monkeypatch)
+    rows = [
+        member("EARLY", CRITICAL, 40, joined_days_ago=400),  # 2: before the cut-off
+        joiner("F1", payer="EARLY"),  # 3
+        joiner("EX"),  # 4: a member still, though leaving ...
+        joiner("F2", payer="EX"),  # 5: ... who pays for nobody new
+        joiner("K1", payer="NOBODY"),  # 6: waits for a payer who never comes ...
+        joiner("F3", payer="K1"),  # 7: ... and so does their family
+        joiner("SELF", payer="SELF"),  # 8: the next chunk
+        joiner("W1", payer="P9"),  # 9: waits for P9, three chunks on ...
+        joiner("R1", payer="NOBODY"),  # 10: waits ...
+        joiner("R1"),  # 11: ... so this R1 repeats it ...
+        joiner("F7", payer="R1"),  # 12: ... and pays for nobody
+        joiner("A0"),  # 13
+        joiner("W1"),  # 14: ... so this W1 repeats line 9's ...
+        joiner("F4", payer="W1"),  # 15: ... and line 9's W1 pays, once enrolled
+        joiner("H2"),  # 16
+        joiner("F5", payer="H2"),  # 17
+        joiner("A1"),  # 18
+        joiner("A2"),  # 19
+        joiner("H3"),  # 20: the next chunk
+        joiner("F6"),  # 21
+        joiner("F6", payer="H3"),  # 22: repeats line 21's, paid for or not
+        joiner("F8", payer="H3"),  # 23
+        joiner("F8", payer="H3"),  # 24: repeated
+        joiner("P9"),  # 25
+    ]
+
+    report = import_rows(rows)
+
+    cut_off = (
+        f"joined_at is before {cutoff.isoformat()}, the cut-off of a published cycle, "
+        "whose members are fixed"
+    )
+    assert sorted(report.refused) == [
+        (2, cut_off),
+        (3, "payer EARLY is not a member (enrol them first)"),
+        (4, "EX is already a member of critical-illness"),
+        (5, "payer EX is not a member (enrol them first)"),
+        (6, "payer NOBODY is not a member (enrol them first)"),
+        (7, "payer K1 is not a member (enrol them first)"),
+        (8, "payer SELF is not a member (enrol them first)"),
+        (10, "payer NOBODY is not a member (enrol them first)"),
+        (11, "R1 is already a member of critical-illness"),
+        (12, "payer R1 is not a member (enrol them first)"),
+        (14, "W1 is already a member of critical-illness"),
+        (22, "F6 is already a member of critical-illness"),
+        (24, "F8 is already a member of critical-illness"),
+    ]
+    assert report.imported == len(rows) - 13
+    ids = member_ids()
+    assert payer_ids() == {
+        "W1": ids["P9", CRITICAL],
+        "F4": ids["W1", CRITICAL],
+        "F5": ids["H2", CRITICAL],
+        "F8": ids["H3", CRITICAL],
+    }
+
+
+def test_a_payer_taken_by_another_import_on_postgresql(postgres_stack, monkeypatch):
+    """Another import enrols the chunk's payer just before the chunk goes in: the payer's row
+    is refused as already a member, and the family is paid for by the member that is there."""
+    in_chunks_of(4, monkeypatch)
+    checks = member_service._refuse_repeats_of_waiting
+    taken = []
+
+    def another_import_first(session, report):
+        if not taken:
+            taken.append("H1")  # before: the other import runs these checks too
+            assert import_rows([member("H1", CRITICAL, 50)]).imported == 1
+        checks(session, report)
+
+    monkeypatch.setattr(member_service, "_refuse_repeats_of_waiting", another_import_first)
+    rows = [member("H1", CRITICAL, 40), member("F1", CRITICAL, 9, payer="H1")]
+
+    report = import_rows(rows)
+
+    assert taken == ["H1"]
+    assert report.refused == [(2, "H1 is already a member of critical-illness")]
+    assert report.imported == 1
+    assert payer_ids() == {"F1": member_ids()["H1", CRITICAL]}
+
+
 def test_joining_before_a_published_cut_off_is_refused(stack):
     with transaction(engine()) as session:
         cutoff = cycles.publish(session, CRITICAL, PUBLISH_AT).cutoff_at
@@ -147,6 +278,48 @@ def test_a_failing_file_enrols_nobody_on_postgresql(postgres_stack, monkeypatch)
         member_service.import_members(engine(), rows(), member_service.ImportReport())
     assert enrolled() == set()
     assert threading.active_count() == threads
+
+
+def joiner(ref: str, payer: str | None = None) -> Enrolment:
+    """A member joining after the cut-off of the cycle a test publishes."""
+    return member(ref, CRITICAL, 30, joined_days_ago=-30, payer=payer)
+
+
+def in_chunks_of(rows: int, monkeypatch) -> None:
+    monkeypatch.setattr(member_service, "CHUNK", rows)
+    monkeypatch.setattr(member_service, "BATCH_ROWS", 1)
+
+
+def count_family_rounds(monkeypatch) -> list[int]:
+    """The rows each family round enrols, as they are enrolled."""
+    rounds: list[int] = []
+    one_round = member_service._insert_families
+
+    def counted(session):
+        if enrolled := one_round(session):
+            rounds.append(enrolled)
+        return enrolled
+
+    monkeypatch.setattr(member_service, "_insert_families", counted)
+    return rounds
+
+
+def import_rows(rows: list[Enrolment]) -> member_service.ImportReport:
+    report = member_service.ImportReport()
+    member_service.import_members(engine(), enumerate(rows, start=2), report)
+    return report
+
+
+def member_ids() -> dict[tuple[str, str], int]:
+    with transaction(engine()) as session:
+        rows = session.exec(select(Member.member_ref, Member.plan, Member.id)).all()
+    return {(ref, plan): member_id for ref, plan, member_id in rows}
+
+
+def payer_ids() -> dict[str, int]:
+    with transaction(engine()) as session:
+        rows = session.exec(select(Member.member_ref, Member.payer_id)).all()
+    return {ref: payer for ref, payer in rows if payer is not None}
 
 
 def enrolled() -> set[str]:
