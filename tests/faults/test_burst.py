@@ -20,7 +20,7 @@ from domain.claims import WORKING
 from domain.db import transaction
 from domain.models import ClaimEvent
 from domain.services.claims import counts_by_reason
-from tests.faults.test_worker_killed import all_decided, counts, invariants_hold
+from tests.faults.support import all_decided, counts, invariants_hold
 from tests.integration import support
 from tests.integration.scenario import enrol, membership, submission
 from tests.integration.support import wait_until

@@ -11,9 +11,9 @@ from sqlmodel import func, select
 from broker.database import engine
 from broker.submit import send_step
 from domain.db import transaction
-from domain.models import Charge, ChargeChunk, SharingCycle
+from domain.models import Charge, SharingCycle
 from domain.services import audit as audit_service
-from tests.faults.test_worker_killed import VISIBILITY, start_worker, sweeping
+from tests.faults.support import VISIBILITY, chunks_done, start_worker, sweeping
 from tests.integration import support
 from tests.integration.scenario import CLOSE_AT, CRITICAL
 from tests.integration.support import wait_until
@@ -21,11 +21,6 @@ from tests.integration.test_redelivery import prepare_announced_cycle
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 MEMBERS = 6000
-
-
-def chunks_done() -> int:
-    with transaction(engine()) as session:
-        return session.exec(select(func.count()).select_from(ChargeChunk)).one()
 
 
 def test_a_worker_killed_while_charging_a_cycle_charges_each_member_once(postgres_stack, tmp_path):

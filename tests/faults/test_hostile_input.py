@@ -13,7 +13,7 @@ from broker.submit import submit_claim
 from domain.db import transaction
 from domain.models import Claim
 from domain.services.claims import submission_key
-from tests.faults.test_worker_killed import all_decided, invariants_hold, start_worker
+from tests.faults.support import all_decided, invariants_hold, start_worker
 from tests.integration import support
 from tests.integration.scenario import enrol, membership
 from tests.integration.support import wait_until

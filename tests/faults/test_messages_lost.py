@@ -12,7 +12,7 @@ from domain.claims import WORKING
 from sandbox.faults import Faults
 from sandbox.hospital import make_hospital_app
 from sandbox.server import serving
-from tests.faults.test_worker_killed import (
+from tests.faults.support import (
     all_decided,
     counts,
     invariants_hold,

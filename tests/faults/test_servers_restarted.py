@@ -20,9 +20,9 @@ from domain.models import Charge, SharingCycle
 from sandbox.faults import Faults
 from sandbox.hospital import make_hospital_app
 from sandbox.server import serving
-from tests.faults.test_close_killed import chunks_done
-from tests.faults.test_worker_killed import (
+from tests.faults.support import (
     all_decided,
+    chunks_done,
     counts,
     invariants_hold,
     start_worker,

@@ -3,7 +3,6 @@ after a restart every claim reaches its decision once, and nothing is lost or do
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -11,56 +10,24 @@ from sqlmodel import func, select
 
 from broker.database import engine
 from broker.submit import send_step, submit_claim
-from domain.claims import WORKING
 from domain.db import transaction
-from domain.models import Claim, ClaimEvent
-from domain.services import audit
+from domain.models import ClaimEvent
 from sandbox.faults import Faults
 from sandbox.hospital import make_hospital_app
 from sandbox.server import serving
+from tests.faults.support import (
+    VISIBILITY,
+    all_decided,
+    counts,
+    invariants_hold,
+    start_worker,
+    sweeping,
+)
 from tests.integration import support
 from tests.integration.scenario import enrol, membership, submission
 from tests.integration.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-VISIBILITY = 3  # seconds before Redis hands an unacknowledged task to another worker
-
-
-def start_worker(env: dict, log) -> subprocess.Popen:
-    return support.start_worker(env, log, own_group=True)
-
-
-def sweeping(check, period: float = 2.0):
-    """`check`, sending the sweep every `period` seconds meanwhile, as beat does every five
-    minutes: one sweep is not enough when it runs while the restarted worker is still busy."""
-    last = time.monotonic()
-
-    def swept():
-        nonlocal last
-        if time.monotonic() - last >= period:
-            send_step("redrive_stuck")
-            last = time.monotonic()
-        return check()
-
-    return swept
-
-
-def invariants_hold() -> audit.AuditReport:
-    """The invariant checker (`huzhu audit`) after a fault: books, charges, payouts, claims."""
-    with transaction(engine()) as session:
-        report = audit.audit(session)
-    assert report.balanced, report.problems
-    return report
-
-
-def all_decided() -> bool | None:
-    """No claim left in a working state (None, for wait_until, while some are)."""
-    return not any(counts().get(state) for state in WORKING) or None
-
-
-def counts() -> dict[str, int]:
-    with transaction(engine()) as session:
-        return dict(session.exec(select(Claim.state, func.count()).group_by(Claim.state)).all())
 
 
 def test_a_worker_killed_mid_review_loses_and_doubles_nothing(postgres_stack, tmp_path):
