@@ -1,12 +1,13 @@
 """The hospital-records gateway: an async httpx client of a FHIR R4 `Condition` search."""
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from datetime import date
 from functools import cache
 
 import httpx
 
-from broker.http import Unavailable, client, with_retries
+from broker.http import Unavailable, connected, with_retries
 from broker.settings import get_settings
 from domain.records import Condition, Evidence, Reply
 from domain.services.claims import EvidenceRequest
@@ -23,8 +24,8 @@ def _sandbox():
     return make_hospital_app()
 
 
-def hospital_client() -> httpx.AsyncClient:
-    return client(get_settings().hospital_url, _sandbox)
+def hospital_client() -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return connected(get_settings().hospital_url, _sandbox)
 
 
 class Unreadable(ValueError):
@@ -38,6 +39,8 @@ async def fetch_evidence(request: EvidenceRequest) -> Evidence:
     an unknown patient or an unreadable reply is evidence too, and review decides on it.
     """
     async with hospital_client() as http:
+        # Both searches end before anything is raised: on a kept loop, a search left running
+        # would go on in the next task's call.
         diagnosis, earlier = await asyncio.gather(
             _search(
                 http,
@@ -46,7 +49,11 @@ async def fetch_evidence(request: EvidenceRequest) -> Evidence:
                 onset=f"eq{request.diagnosed_on.isoformat()}",
             ),
             _search(http, patient=request.member_ref, onset=f"lt{request.joined_on.isoformat()}"),
+            return_exceptions=True,
         )
+    for reply in (diagnosis, earlier):
+        if isinstance(reply, BaseException):
+            raise reply
     for reply in (diagnosis, earlier):
         if isinstance(reply, Evidence):
             return reply

@@ -1,11 +1,15 @@
 """What both gateways share: clients for a URL or for an in-process sandbox, and the retry
 policy (transport errors, time-outs and 5xx are retried with backoff; nothing else is)."""
 
+import asyncio
 import logging
+import os
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from functools import cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -46,6 +50,50 @@ def client(url: str, sandbox_app: Callable[[], object]) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=transport, base_url="http://sandbox", timeout=timeout, verify=tls_context()
     )
+
+
+@dataclass
+class _KeptLoop:
+    """A worker process's event loop, with a client per service made on it."""
+
+    pid: int
+    runner: asyncio.Runner = field(default_factory=asyncio.Runner)
+    clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.runner.get_loop()
+
+
+_kept: _KeptLoop | None = None
+
+
+def run(call: Coroutine[Any, Any, T]) -> T:
+    """Run a gateway call from a task, on an event loop this process keeps from task to task.
+
+    There the gateways keep one client per service, and the clients their connections:
+    asyncio.run would build a loop, a client and new connections for every call, about half
+    the CPU of a review's two hospital requests."""
+    global _kept
+    if _kept is None or _kept.pid != os.getpid():  # a forked child makes its own
+        _kept = _KeptLoop(os.getpid())
+    return _kept.runner.run(call)
+
+
+@asynccontextmanager
+async def connected(
+    url: str, sandbox_app: Callable[[], object]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for the service: the one kept for it when the call came through `run`; else
+    (a command's own asyncio.run, a test's loop) a new one, closed after use."""
+    kept = _kept
+    if kept is None or kept.pid != os.getpid() or asyncio.get_running_loop() is not kept.loop:
+        async with client(url, sandbox_app) as http:
+            yield http
+        return
+    if url not in kept.clients:
+        kept.clients[url] = client(url, sandbox_app)
+    yield kept.clients[url]
 
 
 def _transient(error: BaseException) -> bool:

@@ -1,12 +1,13 @@
 """The payment-provider gateway: an async httpx client of batch debits and payouts, every item
 carrying a deterministic idempotency key so that a repeated request never moves money twice."""
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import cache
 
 import httpx
 
-from broker.http import Unavailable, client, with_retries
+from broker.http import Unavailable, connected, with_retries
 from broker.settings import get_settings
 
 MAX_ITEMS = 5000  # the provider's limit per debit request
@@ -41,8 +42,8 @@ def _sandbox():
     return make_payments_app()
 
 
-def payments_client() -> httpx.AsyncClient:
-    return client(get_settings().payments_url, _sandbox)
+def payments_client() -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return connected(get_settings().payments_url, _sandbox)
 
 
 class Refused(Exception):

@@ -1,11 +1,10 @@
 """The claim chain: accept_claim | review_claim | announce_claim (intake, review, announce)."""
 
-import asyncio
-
 from celery import Task
 
 from broker.app import app
 from broker.hospital import fetch_evidence
+from broker.http import run
 from domain.claims import Reason, State
 from domain.db import commit_without_waiting
 from domain.services import claims, disputes
@@ -53,7 +52,7 @@ def review_claim(self: Task, claim_id: int) -> int:
         request = claims.evidence_request(session, claim_id)
     if request is None:
         return claim_id
-    evidence = asyncio.run(fetch_evidence(request))
+    evidence = run(fetch_evidence(request))
     with unit_of_work() as session:
         claim = claims.review_claim(session, claim_id, now(), evidence)
         log.info("claim %s reviewed: %s %s", claim_id, claim.state, claim.reason_code or "")

@@ -1,11 +1,10 @@
 """The payments queue: debits of a closed cycle, retries and arrears, payouts and refunds."""
 
-import asyncio
-
 from sqlmodel import select
 
 from broker import payments as provider
 from broker.app import app
+from broker.http import run
 from broker.settings import get_settings
 from domain.models import CycleStatus, SharingCycle
 from domain.services import payments
@@ -36,7 +35,7 @@ def debit_batch(cycle_id: int, batch_no: int, round_no: int) -> int:
     if not debits:
         return 0
     items = [provider.DebitItem(d.key, d.account, d.amount_fen) for d in debits]
-    results = asyncio.run(provider.debit(items))
+    results = run(provider.debit(items))
     succeeded = {r.key for r in results if r.succeeded}
     with unit_of_work() as session:
         collected = payments.record_debits(session, debits, succeeded, now())
@@ -85,9 +84,7 @@ def pay_out(payout_id: int) -> int:
         payout = payments.claim_payout(session, payout_id)
     if payout is None:
         return payout_id
-    result = asyncio.run(
-        provider.pay(payout.key, payout.account, payout.amount_fen, payout.purpose)
-    )
+    result = run(provider.pay(payout.key, payout.account, payout.amount_fen, payout.purpose))
     with unit_of_work() as session:
         recorded = payments.record_payout(
             session, payout_id, result.succeeded, result.provider_ref, result.reason, now()

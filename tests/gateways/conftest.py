@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from broker.settings import Settings, get_settings, use_settings
-from sandbox.hospital import make_hospital_app
+from sandbox.hospital import load_records, make_hospital_app
 from sandbox.payments import make_payments_app
 from sandbox.server import serving
 
@@ -23,12 +23,15 @@ RECORDS = {
 }
 
 
+def records_file(folder: Path) -> Path:
+    """The hospital's records, as an operator gives them to the sandbox."""
+    (folder / "records.json").write_text(json.dumps(RECORDS))
+    return folder / "records.json"
+
+
 @pytest.fixture
 def hospital_url(tmp_path: Path) -> Iterator[str]:
-    (tmp_path / "records.json").write_text(json.dumps(RECORDS))
-    from sandbox.hospital import load_records
-
-    with serving(make_hospital_app(load_records(tmp_path / "records.json"))) as url:
+    with serving(make_hospital_app(load_records(records_file(tmp_path)))) as url:
         yield url
 
 

@@ -1,14 +1,20 @@
 """The hospital-records gateway over real HTTP: answers, faults, and what review gets."""
 
+import asyncio
+from collections.abc import Iterator
 from datetime import date
 
 import pytest
 
+from broker import http
 from broker.hospital import fetch_evidence
 from broker.http import Unavailable
+from broker.settings import use_settings
 from domain.records import Condition, Reply
 from domain.services.claims import EvidenceRequest
-from tests.gateways.conftest import faults
+from sandbox.hospital import load_records, make_hospital_app
+from sandbox.server import serving
+from tests.gateways.conftest import faults, records_file
 
 ASKED = EvidenceRequest("P-1", "C73", date(2026, 10, 2), joined_on=date(2024, 1, 5))
 
@@ -53,3 +59,33 @@ async def test_malformed_json_is_unreadable_evidence_never_an_approval(
     await faults(hospital_url, malformed_next=2)
     evidence = await fetch_evidence(ASKED)
     assert evidence.reply == Reply.UNREADABLE and evidence.diagnosis == []
+
+
+@pytest.fixture
+def counted_hospital(tmp_path, gateway_settings) -> Iterator[set[int]]:
+    """The sandbox hospital, noting the client port of every request it serves: a port seen
+    again is a connection used again."""
+    ports: set[int] = set()
+    app = make_hospital_app(load_records(records_file(tmp_path)))
+
+    async def noting(scope, receive, send):
+        if scope["type"] == "http":
+            ports.add(scope["client"][1])
+        await app(scope, receive, send)
+
+    with serving(noting) as url:
+        use_settings(gateway_settings.model_copy(update={"hospital_url": url}))
+        yield ports
+
+
+def test_calls_from_tasks_keep_their_client_and_its_connections(counted_hospital):
+    replies = [http.run(fetch_evidence(ASKED)).reply for _ in range(5)]
+    assert replies == [Reply.FOUND] * 5
+    # Ten requests, two at a time, over the two connections the first call opened.
+    assert len(counted_hospital) == 2
+
+
+def test_calls_on_a_loop_of_their_own_close_their_client(counted_hospital):
+    replies = [asyncio.run(fetch_evidence(ASKED)).reply for _ in range(3)]
+    assert replies == [Reply.FOUND] * 3
+    assert len(counted_hospital) == 6  # a new client, and new connections, every time
