@@ -58,7 +58,7 @@ class _KeptLoop:
 
     pid: int
     runner: asyncio.Runner = field(default_factory=asyncio.Runner)
-    clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+    clients: dict[tuple[str, Callable], httpx.AsyncClient] = field(default_factory=dict)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -91,9 +91,10 @@ async def connected(
         async with client(url, sandbox_app) as http:
             yield http
         return
-    if url not in kept.clients:
-        kept.clients[url] = client(url, sandbox_app)
-    yield kept.clients[url]
+    service = (url, sandbox_app)  # with no URL, both gateways would share the empty one
+    if service not in kept.clients:
+        kept.clients[service] = client(url, sandbox_app)
+    yield kept.clients[service]
 
 
 def _transient(error: BaseException) -> bool:

@@ -9,6 +9,7 @@ import pytest
 from broker import http
 from broker.hospital import fetch_evidence
 from broker.http import Unavailable
+from broker.payments import DebitItem, debit
 from broker.settings import use_settings
 from domain.records import Condition, Reply
 from domain.services.claims import EvidenceRequest
@@ -89,3 +90,11 @@ def test_calls_on_a_loop_of_their_own_close_their_client(counted_hospital):
     replies = [asyncio.run(fetch_evidence(ASKED)).reply for _ in range(3)]
     assert replies == [Reply.FOUND] * 3
     assert len(counted_hospital) == 6  # a new client, and new connections, every time
+
+
+def test_each_in_process_sandbox_keeps_a_client_of_its_own(gateway_settings):
+    use_settings(gateway_settings.model_copy(update={"hospital_url": "", "payments_url": ""}))
+    assert http.run(fetch_evidence(ASKED)).reply == Reply.FOUND
+    # Both services have the same (empty) URL: the hospital's client must not take this call.
+    [result] = http.run(debit([DebitItem("charge:9:9:1", "PAYER", 742)]))
+    assert (result.key, result.succeeded) == ("charge:9:9:1", True)
