@@ -200,7 +200,8 @@ def _batches(rows: Iterable, size: int) -> Iterator[list]:
 # The PostgreSQL path. A thread validates the rows while this one streams them with COPY into a
 # temporary staging table, a chunk at a time; each chunk is then checked with one statement per
 # rule and moved into `member` with INSERT ... SELECT while the thread validates the next one, so
-# Python and PostgreSQL work side by side, each on its own core.
+# Python and PostgreSQL work side by side, each on its own core. The thread pauses while this
+# one streams a chunk, unless it runs out of rows.
 CHUNK = 50_000  # rows staged, checked and inserted together
 # The staging table's columns as COPY writes them, with their PostgreSQL types (binary COPY).
 STAGED = {
@@ -242,14 +243,15 @@ def copy_import(
     must still hold when it goes in, and a file that failed can simply be imported again.
 
     Memory stays flat: a few chunks of rows at a time, and the refused rows (the report)."""
+    validating = threading.Event()
     with (
         transaction(engine) as session,
-        closing(_in_background(_joinable(rows, report), BATCH_ROWS)) as batches,
+        closing(_in_background(_joinable(rows, report), BATCH_ROWS, validating)) as batches,
     ):
         _tune_for_chunks(session)
         _create_staging(session)
         locked: set[str] = set()
-        while plans := _stage(session, islice(batches, CHUNK // BATCH_ROWS)):
+        while plans := _stage(session, islice(batches, CHUNK // BATCH_ROWS), validating):
             _check_and_insert(session, plans, locked, report)
         _refuse_waiting(session, report)
 
@@ -303,22 +305,32 @@ def _joinable(rows: Iterable[tuple[int, Row | str]], report: ImportReport) -> It
             )
 
 
-def _stage(session: Session, batches: Iterable[list[tuple]]) -> set[str]:
+def _stage(
+    session: Session, batches: Iterable[list[tuple]], validating: threading.Event
+) -> set[str]:
     """COPY the next chunk into the emptied staging table; the plans its rows join (none: the
-    file is done). Collected here, where the rows pass anyway, rather than read back."""
+    file is done). Collected here, where the rows pass anyway, rather than read back.
+
+    The validating thread pauses meanwhile, having made the chunk's rows while PostgreSQL
+    checked the last one: side by side, the two threads would take turns with the GIL, and
+    this one, giving it up at every write to the socket, would wait for it each time."""
     session.execute(text("TRUNCATE member_staging"))
     plans: set[str] = set()
     columns = ", ".join(STAGED)
     psycopg_connection = session.connection().connection.driver_connection
-    with (
-        psycopg_connection.cursor() as cursor,
-        cursor.copy(f"COPY member_staging ({columns}) FROM STDIN (FORMAT binary)") as copy,
-    ):
-        copy.set_types(list(STAGED.values()))
-        for batch in batches:
-            for row in batch:
-                copy.write_row(row)
-            plans.update({row[PLAN_AT] for row in batch})
+    validating.clear()
+    try:
+        with (
+            psycopg_connection.cursor() as cursor,
+            cursor.copy(f"COPY member_staging ({columns}) FROM STDIN (FORMAT binary)") as copy,
+        ):
+            copy.set_types(list(STAGED.values()))
+            for batch in batches:
+                for row in batch:
+                    copy.write_row(row)
+                plans.update({row[PLAN_AT] for row in batch})
+    finally:
+        validating.set()
     return plans
 
 
@@ -508,9 +520,12 @@ CHUNK_INSERT = (
 )
 
 
-def _in_background(items: Iterable[T], size: int, ahead: int = 64) -> Iterator[list[T]]:
-    """`items` in lists of `size`, made by a thread at most `ahead` lists in advance: this
-    thread waits on PostgreSQL while that one works, and memory stays bounded."""
+def _in_background(
+    items: Iterable[T], size: int, working: threading.Event, ahead: int = 64
+) -> Iterator[list[T]]:
+    """`items` in lists of `size`, made by a thread at most `ahead` lists in advance while
+    `working` is set: this thread waits on PostgreSQL while that one works, and memory stays
+    bounded. When this thread runs out of lists, that one works whatever `working` says."""
     lists: queue.Queue = queue.Queue(ahead)
     stop = threading.Event()
 
@@ -522,18 +537,27 @@ def _in_background(items: Iterable[T], size: int, ahead: int = 64) -> Iterator[l
 
     def produce() -> None:
         try:
-            for batch in _batches(items, size):
-                put(batch)
-                if stop.is_set():
-                    return
-            put(None)
+            batches = _batches(items, size)
+            while not stop.is_set():
+                if working.wait(timeout=0.1):
+                    batch = next(batches, None)
+                    put(batch)
+                    if batch is None:
+                        return
         except BaseException as error:  # handed over, raised in the consuming thread
             put(error)
 
     thread = threading.Thread(target=produce, name="import-validation", daemon=True)
     thread.start()
     try:
-        while (batch := lists.get()) is not None:
+        while True:
+            try:
+                batch = lists.get_nowait()
+            except queue.Empty:
+                working.set()  # nothing to do here until that thread makes more
+                batch = lists.get()
+            if batch is None:
+                break
             if isinstance(batch, BaseException):
                 raise batch
             yield batch
