@@ -12,6 +12,7 @@ from sqlmodel import Session, col, func, select
 
 from domain.calendar import local_date
 from domain.claims import (
+    CONTROL_CHARACTERS,
     PAYABLE,
     UNDECIDED,
     WORKING,
@@ -46,11 +47,14 @@ class ClaimNotFound(LookupError):
 def submission_key(raw: str) -> str:
     """The submission's own id when it has a usable one, else a stable hash of the raw text.
 
-    The hash keeps a resubmitted bad line idempotent too: same text, same claim.
+    The hash keeps a resubmitted bad line idempotent too: same text, same claim. An id with a
+    control character is not usable: a JSON escape can put a NUL in it, which PostgreSQL
+    cannot store.
     """
     data, _ = load_json(raw)
     given = data.get("submission_id") if isinstance(data, dict) else None
-    if isinstance(given, str) and 0 < len(given.strip()) <= 128:
+    usable = isinstance(given, str) and not CONTROL_CHARACTERS.search(given)
+    if usable and 0 < len(given.strip()) <= 128:
         return given.strip()
     return "unkeyed-" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 

@@ -169,3 +169,15 @@ def test_a_claims_line_may_hold_a_unicode_line_separator(sqlite_stack, tmp_path)
     assert result["new_claims"] == 1
     with transaction(engine()) as session:
         assert session.exec(select(Claim.submission_id)).all() == ["sep"]
+
+
+def test_a_submission_id_with_a_nul_escaped_in_its_json_is_stored_under_its_hash(stack):
+    line = json.dumps({"submission_id": "dup\x00-1", "member_ref": "C0001"})  # "\u0000"
+    with transaction(engine()) as session:
+        claim_id, created = claim_service.record_submission(session, line, NOW_UTC)
+    with transaction(engine()) as session:
+        claim_service.accept(session, claim_id, NOW_UTC)
+    with transaction(engine()) as session:
+        claim = session.get(Claim, claim_id)
+    assert created and claim.submission_id.startswith("unkeyed-")
+    assert (claim.state, claim.reason_code) == ("rejected", "malformed")
