@@ -1,4 +1,4 @@
-"""A burst of claims (5,000 unless HUZHU_BURST_CLAIMS says otherwise) while the worker is
+"""A burst of 20,000 claims (HUZHU_BURST_CLAIMS for another size) while the worker is
 restarted twice, once killed outright and once stopped warm: every line sent is accounted for,
 each claim decided once, and the books still balance."""
 
@@ -26,10 +26,8 @@ from tests.integration.scenario import enrol, membership, submission
 from tests.integration.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-# The issue asks for 20,000; at the ~18 claims/s the chain runs during CI on this machine that
-# is about 18 minutes, too much of a CI run that must stay well under 30. CI runs 5,000; run
-# 20,000 by hand with HUZHU_BURST_CLAIMS=20000 pytest tests/faults/test_burst.py.
-CLAIMS = int(os.environ.get("HUZHU_BURST_CLAIMS", "5000"))
+# Fewer for a quick look by hand: HUZHU_BURST_CLAIMS=2000 pytest tests/faults/test_burst.py.
+CLAIMS = int(os.environ.get("HUZHU_BURST_CLAIMS", "20000"))
 CODES = ("C73", "I21.0", "C34.1", "C18.7")  # decided by the plan's rules, not by a reviewer
 UNKNOWN_EVERY = 50  # a claim for someone who is not a member: rejected at intake
 MALFORMED_EVERY = 97  # a claim without its diagnosis date: rejected as malformed
@@ -38,8 +36,8 @@ REPEAT_EVERY = 100  # a line sent again later in the burst: still one claim
 # the two cores busier than two.
 CONCURRENCY = 4
 # The whole burst must end within this, so that a hang fails CI rather than outlasting it; at
-# 5,000 claims that is 12.5 minutes, against 4.5 in CI.
-PER_CLAIM = 0.15
+# 20,000 claims that is 20 minutes, about three times what it takes on this machine.
+PER_CLAIM = 0.06
 
 
 def line(n: int) -> str:
