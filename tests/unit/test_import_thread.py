@@ -29,7 +29,10 @@ def test_a_paused_thread_makes_no_more_than_the_list_in_hand():
     assert next(lists) == [0, 1, 2, 3, 4]  # made at once: this thread waits for it
     working.clear()
     paused.set()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while len(made) < 10 and time.monotonic() < deadline:  # the list in hand, however slow
+        time.sleep(0.01)
+    time.sleep(0.3)  # room to go on, were it not paused
 
     assert made == list(range(10))
     working.set()
