@@ -491,6 +491,15 @@ def _prefixed(row: str, columns: str = MOVED_COLUMNS) -> str:
     return ", ".join(f"{row}.{column}" for column in columns.split(", "))
 
 
+def _member_insert(row: str, payer_id: str, source: str) -> str:
+    """INSERT into `member` of the rows `row` of `source` (drawn ids kept), paid for by
+    `payer_id`: the one statement the staged rows, the chunk and the families differ in."""
+    return (
+        f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) "
+        f"SELECT {row}.id, {_prefixed(row)}, {payer_id} FROM {source}"
+    )
+
+
 WAITING_COLUMNS = ", ".join(["id", *STAGED])
 # The waiting rows whose payer is a member now, taken out of waiting with their payer's id.
 READY_FAMILIES = (
@@ -499,24 +508,21 @@ READY_FAMILIES = (
     "ready AS (DELETE FROM member_waiting w USING payers p "
     "WHERE p.id = w.id AND p.payer_id IS NOT NULL RETURNING w.*, p.payer_id)"
 )
-FAMILY_INSERT = (
-    f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) "
-    f"SELECT r.id, {_prefixed('r')}, r.payer_id FROM ready r"
-)
-STAGED_INSERT = (
-    f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT s.id, {_prefixed('s')}, "
-    f"CASE WHEN s.payer_ref IS NOT NULL THEN ({PAYER_ID.format(row='s')}) END "
-    "FROM member_staging s"
+FAMILY_INSERT = _member_insert("r", "r.payer_id", "ready r")
+STAGED_INSERT = _member_insert(
+    "s",
+    f"CASE WHEN s.payer_ref IS NOT NULL THEN ({PAYER_ID.format(row='s')}) END",
+    "member_staging s",
 )
 # The plain insert of a chunk: all its rows go in or none does, so a payer who is not a
 # member yet (the hold kept such a row only if its payer is in the chunk) is the first staged
 # row of that member_ref. The foreign key is checked at the end of the statement.
-CHUNK_INSERT = (
-    f"INSERT INTO member (id, {MOVED_COLUMNS}, payer_id) SELECT s.id, {_prefixed('s')}, "
-    f"CASE WHEN s.payer_ref IS NOT NULL THEN COALESCE(({PAYER_ID.format(row='s')}), f.id) END "
-    "FROM member_staging s LEFT JOIN (SELECT f.member_ref, min(f.id) AS id "
+CHUNK_INSERT = _member_insert(
+    "s",
+    f"CASE WHEN s.payer_ref IS NOT NULL THEN COALESCE(({PAYER_ID.format(row='s')}), f.id) END",
+    "member_staging s LEFT JOIN (SELECT f.member_ref, min(f.id) AS id "
     "  FROM member_staging f WHERE f.member_ref IN (SELECT payer_ref FROM member_staging)"
-    "  GROUP BY f.member_ref) f ON f.member_ref = s.payer_ref"
+    "  GROUP BY f.member_ref) f ON f.member_ref = s.payer_ref",
 )
 
 
