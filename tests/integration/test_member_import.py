@@ -2,6 +2,7 @@
 line and reason, on PostgreSQL's COPY path (in chunks) as on SQLite's batches."""
 
 import json
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -263,21 +264,26 @@ def test_joining_before_a_published_cut_off_is_refused(stack):
 
 
 def test_a_failing_file_enrols_nobody_on_postgresql(postgres_stack, monkeypatch):
-    """The whole file is one transaction on PostgreSQL: an error halfway keeps nothing, and
-    the validating thread stops with it."""
+    """The whole file is one transaction on PostgreSQL: an error halfway keeps nothing, the
+    validating thread stops with it, and Python's thread switch interval, shortened for the
+    import, is set back."""
     monkeypatch.setattr(member_service, "CHUNK", 4)
     monkeypatch.setattr(member_service, "BATCH_ROWS", 2)
+    intervals: set[float] = set()
 
     def rows():
         for line in range(2, 12):
+            intervals.add(sys.getswitchinterval())
             yield line, member(f"M{line}", CRITICAL, 30)
         raise OSError("the disk went away")
 
-    threads = threading.active_count()
+    threads, interval = threading.active_count(), sys.getswitchinterval()
     with pytest.raises(OSError, match="disk went away"):
         member_service.import_members(engine(), rows(), member_service.ImportReport())
     assert enrolled() == set()
     assert threading.active_count() == threads
+    assert intervals == {member_service.HANDOVER_SECONDS} != {interval}
+    assert sys.getswitchinterval() == interval
 
 
 def joiner(ref: str, payer: str | None = None) -> Enrolment:
