@@ -25,3 +25,19 @@ def test_the_charging_benchmark_measures_both_sides(backend, postgres_url):
     assert run["members"] == 3000 and run["backend"] == backend
     assert run["reference"] > 0 and run["charging"] > 0 and run["close"] >= run["charging"]
     assert 0 < run["peak_rss_mb"] < 300
+
+
+def test_the_sqlite_goal_is_judged_on_the_median_of_three_runs():
+    command = ["--only", "sqlite", "--sqlite-members", "3000", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    [result] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert result["benchmark"].startswith("charging 3,000 members (SQLite)")
+    ratios = [float(r) for r in result["detail"].split("whose ratios were ")[1].split(", ")]
+    assert len(ratios) == 3 and ratios == sorted(ratios)
+    assert f"{result['ratio']:.2f}" == f"{ratios[1]:.2f}"
