@@ -239,6 +239,11 @@ PAID_IN_CHUNK = """s.payer_ref IN (SELECT h.member_ref FROM member_staging h
         WHERE f.payer_ref IS NOT NULL)"""
 IS_MEMBER = "SELECT 1 FROM member m WHERE m.plan = {row}.plan AND m.member_ref = {row}.member_ref"
 UNIQUE_VIOLATION = "23505"
+# Savepoints one import may take (one a chunk, at most). Each is a subtransaction, and past 64
+# in one transaction PostgreSQL's per-backend cache of them overflows: until the import ends,
+# every other session's snapshot must then look our subtransactions up on disk. Beyond the
+# budget (3M rows), chunks go in the ON CONFLICT way, which needs no savepoint.
+SAVEPOINTS = 60
 
 
 def copy_import(
@@ -480,7 +485,12 @@ def _insert_families(session: Session) -> int:
 
 def _plain_insert(session: Session, statement: str) -> CursorResult | None:
     """Run an insert of new members in a savepoint; None, and nothing written, when a member
-    was already there (a unique violation), for the caller to go the ON CONFLICT way."""
+    was already there (a unique violation), for the caller to go the ON CONFLICT way. Also
+    None, at once, when the transaction has used up its savepoints (SAVEPOINTS)."""
+    used = session.info.get("import_savepoints", 0)
+    if used >= SAVEPOINTS:
+        return None
+    session.info["import_savepoints"] = used + 1
     try:
         with session.begin_nested():
             return session.execute(text(statement), {"plans": list(load_plans())})

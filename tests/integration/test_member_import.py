@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from broker.database import engine
 from domain.db import transaction
@@ -81,11 +81,17 @@ def test_every_row_is_enrolled_or_refused_with_its_line(stack, tmp_path):
         assert late.name == "吴,小漫"
 
 
-def test_chunks_keep_the_file_order_on_postgresql(postgres_stack, monkeypatch):
+@pytest.mark.parametrize("savepoints", [member_service.SAVEPOINTS, 1])
+def test_chunks_keep_the_file_order_on_postgresql(postgres_stack, monkeypatch, savepoints):
     """The same rules when a file spans many chunks: a payer several chunks later, a repeat
-    of a row that went in, a repeat of a row still waiting for its payer."""
+    of a row that went in, a repeat of a row still waiting for its payer. The same again when
+    the import's savepoints run out after the first chunk (as past 3M rows)."""
     monkeypatch.setattr(member_service, "CHUNK", 4)
     monkeypatch.setattr(member_service, "BATCH_ROWS", 2)
+    monkeypatch.setattr(member_service, "SAVEPOINTS", savepoints)
+    taken = []
+    begin_nested = Session.begin_nested
+    monkeypatch.setattr(Session, "begin_nested", lambda self: taken.append(1) or begin_nested(self))
     rows = [
         member("K1", CRITICAL, 8, payer="P1"),  # 2: waits three chunks for P1
         member("A1", CRITICAL, 30),  # 3
@@ -107,6 +113,7 @@ def test_chunks_keep_the_file_order_on_postgresql(postgres_stack, monkeypatch):
     ]
     assert report.imported == len(rows) - 3 == len(enrolled())
     assert payers() == {"K1": "P1", "W1": "P1"}
+    assert len(taken) == 1 if savepoints == 1 else len(taken) > 3
     with transaction(engine()) as session:
         w1 = session.exec(select(Member).where(Member.member_ref == "W1")).one()
         assert w1.payer_id is not None  # line 4's W1, not line 12's
