@@ -15,7 +15,7 @@ from benchmarks.common import Result
 CLOSE_GOAL = 1 / 1.5  # the whole close within 1.5 times the bare insert
 MEMORY_CEILING_MB = 300
 # SQLite charges a million rows in about a second; on this shared machine the ratio of one run
-# moved between 0.66 and 0.97 (eleven runs), so its figure is the median run of three, each
+# moved between 0.66 and 1.02 (sixteen runs), so its figure is the median run of three, each
 # with its own reference in its own fresh database.
 SQLITE_RUNS = 3
 app = typer.Typer(add_completion=False, help=__doc__)
