@@ -3,7 +3,7 @@
 import queue
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -239,10 +239,11 @@ PAID_IN_CHUNK = """s.payer_ref IN (SELECT h.member_ref FROM member_staging h
         WHERE f.payer_ref IS NOT NULL)"""
 IS_MEMBER = "SELECT 1 FROM member m WHERE m.plan = {row}.plan AND m.member_ref = {row}.member_ref"
 UNIQUE_VIOLATION = "23505"
-# Savepoints one import may take (one a chunk, at most). Each is a subtransaction, and past 64
-# in one transaction PostgreSQL's per-backend cache of them overflows: until the import ends,
-# every other session's snapshot must then look our subtransactions up on disk. Beyond the
-# budget (3M rows), chunks go in the ON CONFLICT way, which needs no savepoint.
+# Savepoints that wrote one import may take: a chunk's insert, and a family round that enrolled
+# someone. Each is a subtransaction, and past 64 in one transaction PostgreSQL's per-backend
+# cache of them overflows: until the import ends, every other session's snapshot must then look
+# our subtransactions up on disk. Beyond the budget (about 3M rows when families come with
+# their payer), chunks go in the ON CONFLICT way, which needs no savepoint.
 SAVEPOINTS = 60
 
 
@@ -434,9 +435,9 @@ def _insert_staged(session: Session, report: ImportReport) -> None:
     import) makes it fail in its savepoint, and the chunk goes in again, skipping those."""
     # In any order: one repeat fails it all, so the first line of a member never has to win
     # here (sorting a chunk by line costs an eighth of its insert).
-    inserted = _plain_insert(session, CHUNK_INSERT)
+    inserted = _plain_insert(session, CHUNK_INSERT, lambda result: result.rowcount)
     if inserted is not None:
-        report.imported += inserted.rowcount
+        report.imported += inserted
         return
     # A payer in the chunk may be one of the rows skipped now: their families wait after all,
     # as for a payer in a later chunk, and are enrolled in rounds once the payer is a member.
@@ -468,9 +469,10 @@ def _insert_families(session: Session) -> int:
         session,
         f"{READY_FAMILIES}, inserted AS ({FAMILY_INSERT} RETURNING 1) "
         "SELECT count(*) FROM inserted",
+        CursorResult.scalar_one,
     )
     if inserted is not None:
-        return inserted.scalar_one()
+        return inserted
     return session.execute(
         text(
             f"{READY_FAMILIES}, inserted AS ({FAMILY_INSERT} ORDER BY r.line"
@@ -483,21 +485,28 @@ def _insert_families(session: Session) -> int:
     ).scalar_one()
 
 
-def _plain_insert(session: Session, statement: str) -> CursorResult | None:
-    """Run an insert of new members in a savepoint; None, and nothing written, when a member
-    was already there (a unique violation), for the caller to go the ON CONFLICT way. Also
-    None, at once, when the transaction has used up its savepoints (SAVEPOINTS)."""
-    used = session.info.get("import_savepoints", 0)
-    if used >= SAVEPOINTS:
+def _plain_insert(
+    session: Session, statement: str, inserted: Callable[[CursorResult], int]
+) -> int | None:
+    """Run an insert of new members in a savepoint; how many went in (`inserted` reads it off
+    the result). None, and nothing written, when a member was already there (a unique
+    violation), for the caller to go the ON CONFLICT way; also None, at once, when the
+    transaction has used up its savepoints (SAVEPOINTS).
+
+    Only a savepoint that wrote counts: PostgreSQL gives a subtransaction an id at its first
+    write and forgets the ids of those rolled back, so only these fill its cache."""
+    written = session.info.get("import_savepoints", 0)
+    if written >= SAVEPOINTS:
         return None
-    session.info["import_savepoints"] = used + 1
     try:
         with session.begin_nested():
-            return session.execute(text(statement), {"plans": list(load_plans())})
+            count = inserted(session.execute(text(statement), {"plans": list(load_plans())}))
     except IntegrityError as error:
         if getattr(error.orig, "sqlstate", None) != UNIQUE_VIOLATION:
             raise
-    return None
+        return None
+    session.info["import_savepoints"] = written + (count > 0)
+    return count
 
 
 def _refuse_waiting(session: Session, report: ImportReport) -> None:
