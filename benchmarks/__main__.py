@@ -39,12 +39,14 @@ def as_result(row: dict) -> Result:
 
 def charging(backend: str, members: int, runs: int = 1) -> tuple[list[Result], dict]:
     """The charging goal (and on PostgreSQL the close's) from the median of `runs` runs."""
-    made = [
-        module_json("charging", "--backend", backend, "--members", str(members))[0]
-        for _ in range(runs)
-    ]
-    ratios = sorted(r["reference"] / r["charging"] for r in made)
-    run = next(r for r in made if r["reference"] / r["charging"] == ratios[len(ratios) // 2])
+    made = sorted(
+        (
+            module_json("charging", "--backend", backend, "--members", str(members))[0]
+            for _ in range(runs)
+        ),
+        key=lambda made_run: made_run["reference"] / made_run["charging"],
+    )
+    run = made[len(made) // 2]
     where = "PostgreSQL" if backend == "postgresql" else "SQLite"
     detail = (
         f"{members / run['charging']:,.0f} rows/s against {members / run['reference']:,.0f}; "
@@ -53,7 +55,7 @@ def charging(backend: str, members: int, runs: int = 1) -> tuple[list[Result], d
     )
     if runs > 1:
         detail += f"; median of {runs} runs, whose ratios were " + ", ".join(
-            f"{ratio:.2f}" for ratio in ratios
+            f"{r['reference'] / r['charging']:.2f}" for r in made
         )
     results = [
         Result(

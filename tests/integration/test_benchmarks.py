@@ -36,6 +36,7 @@ def test_the_sqlite_goal_is_judged_on_the_median_of_three_runs():
         timeout=300,
         cwd=ROOT,
     )
+    assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: a goal missed at this toy size
     [result] = [json.loads(line) for line in done.stdout.splitlines()]
     assert result["benchmark"].startswith("charging 3,000 members (SQLite)")
     ratios = [float(r) for r in result["detail"].split("whose ratios were ")[1].split(", ")]
