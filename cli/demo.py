@@ -117,7 +117,7 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
         counts = claim_service.counts_by_state(session)
         reasons = claim_service.counts_by_reason(session)
         announcement = {c.plan: announced_cases(session, c) for c in cycles}
-        books = audit_service.audit(session)
+        books = audit_service.audit(session, datetime.now(UTC))
     return {
         "members": report.imported,
         "claims": counts,
@@ -134,6 +134,7 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
             "balanced": books.balanced,
             "problems": books.problems,
             "attention": books.attention,
+            "accounts": books.accounts,
         },
     }
 

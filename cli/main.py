@@ -20,10 +20,12 @@ from cli.disputes import announcements_app, jury_app, objections_app
 from cli.fleet import fleet_app
 from cli.output import (
     JSON_OPTION,
+    accounts_table,
     console,
     cycle_figures,
     cycle_table,
     fail,
+    kind_of,
     parse_moment,
     print_json,
     progress,
@@ -433,11 +435,12 @@ def _show_cycle(cycle, as_json: bool) -> None:
 
 @app.command("audit")
 def audit(as_json: bool = JSON_OPTION) -> None:
-    """Check the invariants: every closed cycle balances to the fen (one charge per sharing
-    member, one payout per paid claim, the ledger), every claim took each step once and is in
-    the state its history ends in; exit 1 with the reasons if not."""
+    """Check the books: every closed cycle balances to the fen, every ledger account holds what
+    its name says (cash, receivables, aid payable, subsidy due, surplus, fee, refunds), every
+    settled case is paid in time, every waiting-period rejection refunded, every claim took each
+    step once; exit 1 with the reasons if not."""
     with transaction(engine()) as session:
-        report = audit_service.audit(session)
+        report = audit_service.audit(session, datetime.now(UTC))
     if as_json:
         print_json(
             {
@@ -446,6 +449,10 @@ def audit(as_json: bool = JSON_OPTION) -> None:
                 "problems": report.problems,
                 "attention": report.attention,
                 "claims": report.claims,
+                "accounts": {
+                    name: {"kind": kind_of(name), "balance_fen": balance}
+                    for name, balance in report.accounts.items()
+                },
             }
         )
     elif report.balanced:
@@ -454,6 +461,7 @@ def audit(as_json: bool = JSON_OPTION) -> None:
             f"{sum(report.claims.values())} claim(s), each step taken once: "
             + ", ".join(f"{n} {state}" for state, n in report.claims.items())
         )
+        console.print(accounts_table(report.accounts))
         if report.attention:
             console.print(table("needs a person", ["what"], [[a] for a in report.attention]))
     else:

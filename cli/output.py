@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from domain.accounts import account_of
 from domain.models import SharingCycle
 from domain.money import yuan
 
@@ -52,6 +53,25 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
         view.add_column(column, justify="right" if column.endswith("(yuan)") else "left")
     for row in rows:
         view.add_row(*(str(cell) for cell in row))
+    return view
+
+
+def kind_of(name: str) -> str:
+    account = account_of(name)
+    return account.kind if account else "unknown"
+
+
+def accounts_table(balances: dict[str, int]) -> Table:
+    """The ledger's accounts, each on its normal side: what the plan holds, owes and earned."""
+    view = Table(title="the ledger's accounts", title_justify="left")
+    view.add_column("account", no_wrap=True)
+    view.add_column("kind")
+    view.add_column("balance (yuan)", justify="right", no_wrap=True)
+    view.add_column("meaning")
+    for name, balance in balances.items():
+        if name.startswith("pool:") and not balance:
+            continue  # every closed cycle's pool is 0; one that is not is shown
+        view.add_row(name, kind_of(name), yuan(balance), getattr(account_of(name), "meaning", ""))
     return view
 
 

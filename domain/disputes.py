@@ -32,6 +32,8 @@ class Objector:
     plan: str
     active: bool
     is_claimant: bool
+    # A jury of members approved the case: its verdict is final, not open to objection.
+    jury_approved: bool = False
 
 
 def objection_refusal(
@@ -48,6 +50,8 @@ def objection_refusal(
         return "only members of the same plan may object"
     if who.is_claimant:
         return "the applicant cannot object to their own case"
+    if who.jury_approved:
+        return "a jury of members approved this case; its verdict is final"
     if not window[0] <= at < window[1]:
         return f"objections are open from {window[0].isoformat()} to {window[1].isoformat()}"
     return None

@@ -41,6 +41,7 @@ class Plan:
     jury_request_days: int
     jury_hours: int
     jury_min_votes: int
+    payout_days: int  # a settled case is paid to the patient within this many days of the close
     amounts: tuple[AmountBand, ...]
 
     def can_join_at_age(self, birth_date: date, on: date) -> bool:
@@ -83,6 +84,7 @@ def parse_plan(raw: dict) -> Plan:
             jury_request_days=raw["jury_request_days"],
             jury_hours=raw["jury_hours"],
             jury_min_votes=raw["jury_min_votes"],
+            payout_days=raw["payout_days"],
             amounts=amounts,
         )
     except (KeyError, TypeError) as error:

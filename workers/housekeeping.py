@@ -6,7 +6,7 @@ from broker.app import app
 from broker.settings import get_settings
 from broker.submit import claim_chain
 from domain.claims import State
-from domain.services import claims, cycles
+from domain.services import claims, cycles, payments
 from workers.base import log, now, task_options, unit_of_work
 from workers.cycles import dispatch_chunks
 
@@ -31,6 +31,7 @@ def redrive_stuck() -> int:
             if claims.count_attempt(session, claim_id, State(state), now())
         ]
         closing = cycles.stalled_closing_cycles(session, before)
+        unpaid = payments.settled_without_payout(session)
     for claim_id, state in stuck:
         claim_chain(claim_id, start=RESUME_AT[state]).apply_async()
     for cycle_id in closing:
@@ -38,6 +39,13 @@ def redrive_stuck() -> int:
             dispatch_chunks(cycle_id)
         except Exception:  # one broken cycle must not stop the sweep of the others
             log.exception("cycle %s: could not resume its close", cycle_id)
-    if stuck or closing:
-        log.warning("re-drove %s claims and %s closing cycles", len(stuck), len(closing))
+    for cycle_id in unpaid:  # a lost pay_out_cycle: its settled claims would never be paid
+        app.send_task("huzhu.pay_out_cycle", args=(cycle_id,))
+    if stuck or closing or unpaid:
+        log.warning(
+            "re-drove %s claims, %s closing cycles and the payouts of %s cycles",
+            len(stuck),
+            len(closing),
+            len(unpaid),
+        )
     return len(stuck)

@@ -81,7 +81,7 @@ def pay_out(payout_id: int) -> int:
     """Pay once: the key is the payout's own, so a redelivered or retried request is answered
     by the provider without paying again."""
     with unit_of_work() as session:
-        payout = payments.claim_payout(session, payout_id)
+        payout = payments.claim_payout(session, payout_id, now())
     if payout is None:
         return payout_id
     result = run(provider.pay(payout.key, payout.account, payout.amount_fen, payout.purpose))

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Engine, text
 from sqlmodel import col, func, select
 
+from domain.calendar import local_date
 from domain.db import transaction
 from domain.models import Charge, SharingCycle
 from domain.services.audit import audit
@@ -36,7 +37,7 @@ def archive_charges(engine: Engine, cycle_id: int, now: datetime) -> Archived:
             raise LookupError(f"there is no cycle {cycle_id}")
         if cycle.charges_archived_at is not None:
             return Archived(cycle_id, table, cycle.sharing_members, cycle.charges_archived_at)
-        rows = _check_archivable(session, cycle)
+        rows = _check_archivable(session, cycle, now)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         # CONCURRENTLY: the live cycles' charges stay readable and writable meanwhile (it
         # cannot run inside a transaction, hence the autocommit connection).
@@ -53,9 +54,16 @@ def archive_charges(engine: Engine, cycle_id: int, now: datetime) -> Archived:
     return Archived(cycle_id, table, rows, now)
 
 
-def _check_archivable(session, cycle: SharingCycle) -> int:
+def _check_archivable(session, cycle: SharingCycle, now: datetime) -> int:
     if cycle.status != CycleStatus.CLOSED:
         raise ValueError(f"cycle {cycle.id} is {cycle.status}: only a closed cycle is archived")
+    if cycle.charge_on.year >= local_date(now).year:
+        # This year's charges are still read: each member's total against the annual cap.
+        raise ValueError(
+            f"cycle {cycle.id} charged in {cycle.charge_on.year}: this year's charges count "
+            f"against the annual cap, so only cycles of past years are archived (from "
+            f"{cycle.charge_on.year + 1}-01-01)"
+        )
     rows, outstanding = session.exec(
         select(
             func.count(), func.count().filter(col(Charge.collected_fen) != Charge.amount_fen)
@@ -66,7 +74,7 @@ def _check_archivable(session, cycle: SharingCycle) -> int:
             f"cycle {cycle.id} has {outstanding} charges not collected: arrears are settled "
             "against them, so its charges stay until they are paid"
         )
-    report = audit(session)
+    report = audit(session, now)
     problems = [p for c in report.cycles if c.cycle_id == cycle.id for p in c.problems]
     if problems:
         raise ValueError(f"cycle {cycle.id} does not audit clean: " + "; ".join(problems))

@@ -1,9 +1,13 @@
-"""The audit: every closed cycle's books recomputed from the rows, to the fen."""
+"""The audit: every closed cycle's books recomputed from the rows, to the fen, and every ledger
+account checked against what its name says it holds."""
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from sqlalchemy import String, case, cast, literal
 from sqlmodel import Session, col, func, or_, select
 
+from domain import accounts
 from domain.claims import State
 from domain.models import (
     Charge,
@@ -12,15 +16,17 @@ from domain.models import (
     DebitStatus,
     LedgerEntry,
     Member,
+    Objection,
     Payout,
     PayoutStatus,
     SharingCycle,
 )
 from domain.money import apply_rate
-from domain.plans import get_plan
+from domain.plans import get_plan, load_plans
 from domain.services.claims import MAX_ATTEMPTS
 from domain.services.cycles import CycleStatus, ledger_movements
 from domain.services.members import shares_at
+from domain.services.payments import waiting_period_rejections
 from domain.sharing import compute_share
 
 
@@ -40,6 +46,8 @@ class AuditReport:
     attention: list[str] = field(default_factory=list)
     # Every submission received, by the state its claim is in: all are accounted for.
     claims: dict[str, int] = field(default_factory=dict)
+    # Every ledger account's balance on its normal side (assets as debits, the rest as credits).
+    accounts: dict[str, int] = field(default_factory=dict)
 
     @property
     def balanced(self) -> bool:
@@ -55,7 +63,9 @@ class AuditReport:
         return self.general + per_cycle
 
 
-def audit(session: Session) -> AuditReport:
+def audit(session: Session, now: datetime | None = None) -> AuditReport:
+    """Audit the books; with `now`, also list the settled cases not paid within the plan's
+    payout days."""
     cycles = session.exec(
         select(SharingCycle)
         .where(SharingCycle.status == CycleStatus.CLOSED)
@@ -64,7 +74,14 @@ def audit(session: Session) -> AuditReport:
     surplus_by_plan: dict[str, int] = {}
     outstanding_by_plan: dict[str, int] = {}
     report = AuditReport(
-        [], _members_paid_twice(session) + _payouts(session) + _claims_moved_once(session)
+        [],
+        _members_paid_twice(session)
+        + _payouts(session)
+        + _claims_moved_once(session)
+        + _waiting_period_refunds(session)
+        + _objections_of_decided_cases(session)
+        + _entries_of_no_cycle(session)
+        + (_unpaid_past_deadline(session, now) if now else []),
     )
     report.claims = claim_counts(session)
     for cycle in cycles:
@@ -76,6 +93,9 @@ def audit(session: Session) -> AuditReport:
         outstanding_by_plan[cycle.plan] = outstanding_by_plan.get(cycle.plan, 0) + outstanding
         report.cycles.append(result)
     report.general += _receivables(session, outstanding_by_plan)
+    balances = _balances(session)
+    report.accounts = {name: accounts.natural_balance(name, b) for name, b in balances.items()}
+    report.general += _accounts(session, balances, cycles) + _cash_never_negative(session)
     report.attention = _attention(session)
     return report
 
@@ -312,6 +332,7 @@ def _check_ledger(session: Session, cycle: SharingCycle, collected: int) -> list
     booked = sum(e.amount_fen for e in debits)
     if booked != collected:
         problems.append(f"collected: ledger says {booked}, charges say {collected}")
+    problems += _cycle_payouts(session, cycle, entries)
     pool_balance = 0
     for name, debit, credit, amount in ledger_movements(cycle):
         entry = entries.pop(f"cycle:{cycle.id}:{name}", None)
@@ -323,4 +344,261 @@ def _check_ledger(session: Session, cycle: SharingCycle, collected: int) -> list
     if pool_balance:
         problems.append(f"the cycle's pool ends at {pool_balance} fen, not zero")
     problems += [f"unexpected ledger entry {key}" for key in entries]
+    return problems
+
+
+def _cycle_payouts(session: Session, cycle: SharingCycle, entries: dict) -> list[str]:
+    """The cycle's money out (taken from `entries`): the subsidy paid in by the platform, the
+    platform's funding of what cash lacked, and the patients' payouts, each booked the right
+    way; what the cycle still owes its patients is exactly its settled, unpaid cases."""
+    problems = []
+    plan, subsidy_key = cycle.plan, f"funding:{cycle.id}:subsidy"
+    paid_out = 0
+    for key in [k for k in entries if k.startswith(("funding:", "payout:"))]:
+        entry = entries.pop(key)
+        if key == subsidy_key:
+            shape = (accounts.cash(plan), accounts.subsidy_due(plan))
+        elif key.startswith("funding:"):
+            shape = (accounts.cash(plan), accounts.platform_funding(plan))
+        else:
+            shape = (accounts.aid_payable(plan), accounts.cash(plan))
+            paid_out += entry.amount_fen
+        if (entry.debit, entry.credit) != shape:
+            problems.append(
+                f"ledger {key}: books {entry.credit} -> {entry.debit}, not {shape[1]} -> {shape[0]}"
+            )
+    funded = session.exec(
+        select(LedgerEntry.amount_fen).where(LedgerEntry.key == subsidy_key)
+    ).first()
+    if _has_payouts(session, cycle.id) and cycle.subsidy_fen and funded != cycle.subsidy_fen:
+        problems.append(
+            f"the platform paid {funded or 0} fen of its {cycle.subsidy_fen} fen subsidy into "
+            "cash before the patients were paid"
+        )
+    unpaid = session.exec(
+        select(func.coalesce(func.sum(Claim.amount_fen), 0)).where(
+            Claim.cycle_id == cycle.id, Claim.state == State.SETTLED
+        )
+    ).one()
+    if cycle.aid_fen - paid_out != unpaid:
+        problems.append(
+            f"aid payable: {cycle.aid_fen} fen of aid less {paid_out} fen paid out leaves "
+            f"{cycle.aid_fen - paid_out}, but the unpaid settled cases come to {unpaid}"
+        )
+    return problems
+
+
+def _balances(session: Session) -> dict[str, int]:
+    """Every account's debits less its credits."""
+    balances: dict[str, int] = {}
+    for side, sign in ((LedgerEntry.debit, 1), (LedgerEntry.credit, -1)):
+        rows = session.exec(select(side, func.sum(LedgerEntry.amount_fen)).group_by(side)).all()
+        for name, amount in rows:
+            balances[name] = balances.get(name, 0) + sign * int(amount)
+    return dict(sorted(balances.items()))
+
+
+def _accounts(session: Session, balances: dict[str, int], cycles) -> list[str]:
+    """Each account of each plan against what the rows say it must hold."""
+    problems = []
+    plans = set(load_plans())
+    for name in balances:
+        account = accounts.account_of(name)
+        if account is None or name.split(":")[1] not in plans:
+            problems.append(f"ledger account {name} is not in the chart of accounts")
+    for plan in sorted(plans):
+        mine = [c for c in cycles if c.plan == plan]
+
+        def expect(name: str, rows: int, what: str) -> None:
+            booked = accounts.natural_balance(name, balances.get(name, 0))
+            if booked != rows:
+                problems.append(f"{name} stands at {booked} fen, but {what} come to {rows}")
+
+        paid = dict(
+            session.exec(
+                select(Payout.purpose, func.sum(Payout.amount_fen))
+                .where(Payout.plan == plan, Payout.status == PayoutStatus.PAID)
+                .group_by(Payout.purpose)
+            ).all()
+        )
+        funding = session.exec(
+            select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
+                LedgerEntry.debit == accounts.cash(plan),
+                col(LedgerEntry.key).startswith("funding:"),
+            )
+        ).one()
+        out = int(paid.get("aid", 0)) + int(paid.get("refund", 0))
+        expect(
+            accounts.cash(plan),
+            _collected(session, plan) + int(funding) - out,
+            "collections + the platform's funding - payouts - refunds",
+        )
+        unpaid = session.exec(
+            select(func.coalesce(func.sum(Claim.amount_fen), 0))
+            .join(SharingCycle, col(SharingCycle.id) == Claim.cycle_id)
+            .where(
+                Claim.state == State.SETTLED,
+                SharingCycle.plan == plan,
+                SharingCycle.status == CycleStatus.CLOSED,
+            )
+        ).one()
+        expect(accounts.aid_payable(plan), int(unpaid), "the settled cases not yet paid")
+        expect(accounts.refunds(plan), int(paid.get("refund", 0)), "the refunds paid")
+        expect(accounts.fee_income(plan), sum(c.fee_fen for c in mine), "the cycles' fees")
+        expect(
+            accounts.surplus(plan),
+            mine[-1].surplus_out_fen if mine else 0,
+            "the surplus the last closed cycle carried out",
+        )
+        expect(
+            accounts.subsidy_due(plan),
+            sum(c.subsidy_fen for c in mine if not _has_payouts(session, c.id)),
+            "the subsidies of cycles whose patients are not yet being paid",
+        )
+        if balances.get(accounts.platform_funding(plan), 0) > 0:
+            problems.append(f"{accounts.platform_funding(plan)} was debited: money went back")
+    return problems
+
+
+def _collected(session: Session, plan: str) -> int:
+    """What members paid into the plan: the collected charges, and the archived cycles' charges
+    (fully collected when they were archived)."""
+    live = session.exec(
+        select(func.coalesce(func.sum(Charge.collected_fen), 0))
+        .join(SharingCycle, col(SharingCycle.id) == Charge.cycle_id)
+        .where(SharingCycle.plan == plan, col(SharingCycle.charges_archived_at).is_(None))
+    ).one()
+    archived = session.exec(
+        select(func.coalesce(func.sum(SharingCycle.charged_fen), 0)).where(
+            SharingCycle.plan == plan, col(SharingCycle.charges_archived_at).is_not(None)
+        )
+    ).one()
+    return int(live) + int(archived)
+
+
+def _has_payouts(session: Session, cycle_id: int) -> bool:
+    return (
+        session.exec(
+            select(Payout.id).where(
+                col(Payout.claim_id).in_(select(Claim.id).where(Claim.cycle_id == cycle_id))
+            )
+        ).first()
+        is not None
+    )
+
+
+def _cash_never_negative(session: Session) -> list[str]:
+    """Cash, entry by entry in the order they were made, never below zero: nothing was paid
+    out of money that was not there."""
+    is_debit = col(LedgerEntry.debit).startswith("cash:")
+    account = case((is_debit, LedgerEntry.debit), else_=LedgerEntry.credit)
+    signed = case((is_debit, LedgerEntry.amount_fen), else_=-LedgerEntry.amount_fen)
+    running = (
+        select(
+            account.label("account"),
+            func.sum(signed).over(partition_by=account, order_by=LedgerEntry.id).label("balance"),
+        )
+        .where(or_(is_debit, col(LedgerEntry.credit).startswith("cash:")))
+        .subquery()
+    )
+    lows = session.exec(
+        select(running.c.account, func.min(running.c.balance))
+        .group_by(running.c.account)
+        .having(func.min(running.c.balance) < 0)
+    ).all()
+    return [f"{name} went down to {int(low)} fen" for name, low in lows]
+
+
+def _waiting_period_refunds(session: Session) -> list[str]:
+    """Every share collected from a member whose claim was rejected for a waiting-period illness
+    is refunded once, for what was collected; and no one else is refunded."""
+    rejected = waiting_period_rejections()
+    refund_key = (
+        literal("refund:")
+        + cast(Charge.cycle_id, String)
+        + literal(":")
+        + cast(Charge.member_id, String)
+    )
+    missing = session.exec(
+        select(Charge.cycle_id, Charge.member_id, Charge.collected_fen, Payout.amount_fen)
+        .outerjoin(Payout, col(Payout.key) == refund_key)
+        .where(
+            col(Charge.member_id).in_(rejected),
+            Charge.collected_fen > 0,
+            or_(col(Payout.id).is_(None), Payout.amount_fen != Charge.collected_fen),
+        )
+    ).all()
+    problems = [
+        f"member id {member}: {collected} fen collected in cycle {cycle} after a waiting-period "
+        f"illness, refunded {refunded or 0}"
+        for cycle, member, collected, refunded in missing
+    ]
+    unowed = session.exec(
+        select(Payout.key).where(Payout.purpose == "refund", col(Payout.member_id).not_in(rejected))
+    ).all()
+    return problems + [f"refund {key} has no waiting-period rejection behind it" for key in unowed]
+
+
+def _objections_of_decided_cases(session: Session) -> list[str]:
+    """An objection still open only on a case still before the members: announced, objected, or
+    moved to the next cycle; never one decided since it was filed."""
+    stale = session.exec(
+        select(Objection.id, Claim.submission_id, Claim.state)
+        .join(Claim, col(Claim.id) == Objection.claim_id)
+        .where(
+            Objection.status == "open",
+            or_(
+                col(Claim.state).not_in([State.ANNOUNCED, State.OBJECTED, State.SCHEDULED]),
+                col(Claim.decided_at) > Objection.filed_at,
+            ),
+        )
+    ).all()
+    return [
+        f"objection {objection} is still open on claim {ref}, which was decided since ({state})"
+        for objection, ref, state in stale
+    ]
+
+
+def _unpaid_past_deadline(session: Session, now: datetime) -> list[str]:
+    """Settled cases of closed cycles not paid within the plan's payout days of the close. A
+    payout the provider refused is not counted here: it is listed for a person to act on."""
+    refused = select(Payout.claim_id).where(
+        Payout.status == PayoutStatus.FAILED, col(Payout.claim_id).is_not(None)
+    )
+    rows = session.exec(
+        select(Claim.submission_id, SharingCycle.plan, SharingCycle.closed_at)
+        .join(SharingCycle, col(SharingCycle.id) == Claim.cycle_id)
+        .where(
+            Claim.state == State.SETTLED,
+            SharingCycle.status == CycleStatus.CLOSED,
+            col(Claim.id).not_in(refused),
+        )
+    ).all()
+    return [
+        f"claim {ref} was settled at {closed_at.isoformat()} and is still unpaid "
+        f"after {get_plan(plan).payout_days} days"
+        for ref, plan, closed_at in rows
+        if closed_at and now > closed_at + timedelta(days=get_plan(plan).payout_days)
+    ]
+
+
+def _entries_of_no_cycle(session: Session) -> list[str]:
+    """Entries that belong to no cycle are refunds and the platform's funding of them only,
+    each booked the right way."""
+    entries = session.exec(select(LedgerEntry).where(col(LedgerEntry.cycle_id).is_(None))).all()
+    problems = []
+    for entry in entries:
+        plan = entry.debit.partition(":")[2] or entry.credit.partition(":")[2]
+        if entry.key.startswith("payout:refund:"):
+            shape = (accounts.refunds(plan), accounts.cash(plan))
+        elif entry.key.startswith("funding:refund:"):
+            shape = (accounts.cash(plan), accounts.platform_funding(plan))
+        else:
+            problems.append(f"ledger {entry.key} belongs to no cycle")
+            continue
+        if (entry.debit, entry.credit) != shape:
+            problems.append(
+                f"ledger {entry.key}: books {entry.credit} -> {entry.debit}, "
+                f"not {shape[1]} -> {shape[0]}"
+            )
     return problems

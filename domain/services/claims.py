@@ -134,7 +134,10 @@ def reject(
             member.exited_at = exit_moment(session, member.plan, now)
             member.exit_reason = ENDS_MEMBERSHIP[reason]
             session.add(member)
+        # The refund follows the rejection, not how the membership ended: a member who had
+        # already left (or been removed) gets their shares back all the same.
         if member is not None and reason == Reason.INSIDE_WAITING_PERIOD:
+            session.flush()
             refund_waiting_period_shares(session, [member.id], now)
 
 

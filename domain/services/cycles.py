@@ -10,6 +10,7 @@ from datetime import date, datetime
 from sqlalchemy import ColumnElement, case, literal, update
 from sqlmodel import Session, col, func, insert, select
 
+from domain import accounts
 from domain.calendar import (
     announcement_day_on_or_before,
     charge_day,
@@ -287,20 +288,20 @@ def finalise(session: Session, cycle_id: int, now: datetime) -> SharingCycle | N
 
 def ledger_movements(cycle: SharingCycle) -> list[tuple[str, str, str, int]]:
     """The cycle's double entries (key suffix, debit, credit, amount). Its pool takes what is
-    owed (members' charges, the platform's subsidy, the surplus carried in) and gives it to
+    owed in (members' charges, the platform's subsidy, the surplus carried in) and gives it to
     what is owed out (the patients' aid, the fee, the surplus carried out): it must end at zero.
-    Members' charges become a receivable, cleared as debits are collected into cash; the aid
-    becomes a payable, cleared as patients are paid out of cash."""
-    pool = f"pool:{cycle.plan}:{cycle.id}"
-    surplus = f"surplus:{cycle.plan}"
+    Members' charges become a receivable, cleared as debits are collected into cash; the subsidy
+    is due from the platform, which pays it into cash before the patients are paid; the aid
+    becomes a payable, cleared as each patient is paid out of cash."""
+    plan, pool = cycle.plan, accounts.pool(cycle.plan, cycle.id)
     return [
-        ("charges", f"receivable:{cycle.plan}", pool, cycle.charged_fen),
-        ("cap-subsidy", "platform-subsidy", pool, cycle.cap_subsidy_fen),
-        ("annual-cap-subsidy", "platform-subsidy", pool, cycle.annual_cap_subsidy_fen),
-        ("surplus-in", surplus, pool, cycle.surplus_in_fen),
-        ("aid", pool, f"aid-payable:{cycle.plan}", cycle.aid_fen),
-        ("fee", pool, "fee-income", cycle.fee_fen),
-        ("surplus-out", pool, surplus, cycle.surplus_out_fen),
+        ("charges", accounts.receivable(plan), pool, cycle.charged_fen),
+        ("cap-subsidy", accounts.subsidy_due(plan), pool, cycle.cap_subsidy_fen),
+        ("annual-cap-subsidy", accounts.subsidy_due(plan), pool, cycle.annual_cap_subsidy_fen),
+        ("surplus-in", accounts.surplus(plan), pool, cycle.surplus_in_fen),
+        ("aid", pool, accounts.aid_payable(plan), cycle.aid_fen),
+        ("fee", pool, accounts.fee_income(plan), cycle.fee_fen),
+        ("surplus-out", pool, accounts.surplus(plan), cycle.surplus_out_fen),
     ]
 
 

@@ -17,6 +17,7 @@ from domain.disputes import (
     objection_window,
 )
 from domain.illnesses import load_catalog
+from domain.members import ExitReason
 from domain.models import (
     Charge,
     Claim,
@@ -24,6 +25,7 @@ from domain.models import (
     JuryCase,
     JuryVote,
     Member,
+    MemberEvent,
     Objection,
     SharingCycle,
 )
@@ -31,7 +33,8 @@ from domain.plans import get_plan
 from domain.services import events
 from domain.services.claims import find_claim, member_facts, reject
 from domain.services.events import move
-from domain.services.store import insert_ignoring_duplicates, load_for_update
+from domain.services.members import published_cutoffs
+from domain.services.store import insert_ignoring_duplicates, load_for_update, lock_plan
 
 
 class Refused(ValueError):
@@ -46,6 +49,9 @@ def file_objection(
     evidence: str | None,
     at: datetime,
 ) -> Objection:
+    # The plan's lock, shared, before the claim's: a close (which takes it alone) either sees
+    # this objection or runs before it, never settles a case while it is being objected to.
+    lock_plan(session, find_claim(session, submission_id).plan or "", shared=True)
     claim = find_claim(session, submission_id, lock=True)
     cycle = session.get(SharingCycle, claim.cycle_id) if claim.cycle_id else None
     objector = session.exec(
@@ -60,6 +66,7 @@ def file_objection(
         plan=objector.plan,
         active=objector.exited_at is None or objector.exited_at > at,
         is_claimant=objector.id == claim.member_id,
+        jury_approved=_jury_approved(session, claim.id),
     )
     window = objection_window(cycle.announce_on, get_plan(cycle.plan))
     if refusal := objection_refusal(claim.state, str(claim.plan), window, at, who):
@@ -92,9 +99,12 @@ def decide_objection(
     session: Session, objection_id: int, uphold: bool, reviewer: str, note: str, at: datetime
 ) -> Objection:
     """Re-review: upheld, the case leaves the cycle with a reason; dismissed, it stays."""
-    objection = load_for_update(session, Objection, objection_id)
-    if objection is None:
+    found = session.get(Objection, objection_id)
+    if found is None:
         raise LookupError(f"no objection {objection_id}")
+    lock_plan(session, session.get(SharingCycle, found.cycle_id).plan, shared=True)  # type: ignore[union-attr]
+    objection = load_for_update(session, Objection, objection_id)
+    assert objection is not None
     if objection.status != "open":
         raise Refused(f"objection {objection_id} was already {objection.status}")
     claim = load_for_update(session, Claim, objection.claim_id)
@@ -105,12 +115,41 @@ def decide_objection(
     objection.decided_at, objection.decided_by, objection.note = at, reviewer, note[:500]
     session.add(objection)
     actor = f"reviewer:{reviewer}"
+    # One re-review decides the case: the case's other open objections are settled with it.
+    close_open_objections(
+        session, claim, objection.status, actor, at, f"settled with objection {objection_id}"
+    )
     if uphold and claim.state in (State.OBJECTED, State.SCHEDULED, State.ANNOUNCED):
         claim.cycle_id = None
         reject(session, claim, Reason.OBJECTION_UPHELD, note or "objection upheld", actor, at)
-    elif not uphold and claim.state == State.OBJECTED and not _open_objections(session, claim.id):
+    elif not uphold and claim.state == State.OBJECTED:
         move(session, claim, State.ANNOUNCED, actor, at, f"objection {objection_id} dismissed")
     return objection
+
+
+def close_open_objections(
+    session: Session, claim: Claim, status: str, actor: str, at: datetime, why: str
+) -> int:
+    """Give every open objection of the case the outcome `status`, with an event saying why."""
+    still_open = session.exec(
+        select(Objection)
+        .where(Objection.claim_id == claim.id, Objection.status == "open")
+        .with_for_update()
+    ).all()
+    for other in still_open:
+        other.status, other.decided_at, other.decided_by, other.note = status, at, actor, why
+        session.add(other)
+        events.note(session, claim, actor, at, f"objection {other.id} {status}: {why}")
+    return len(still_open)
+
+
+def _jury_approved(session: Session, claim_id: int) -> bool:
+    return (
+        session.exec(
+            select(JuryCase.id).where(JuryCase.claim_id == claim_id, JuryCase.approved.is_(True))  # type: ignore[union-attr]
+        ).first()
+        is not None
+    )
 
 
 def defer_open_objections(session: Session, cycle_id: int, at: datetime) -> int:
@@ -145,12 +184,6 @@ def mark_objected(session: Session, cycle_id: int, at: datetime) -> None:
 
 def _with_open_objection():
     return select(Objection.claim_id).where(Objection.status == "open")
-
-
-def _open_objections(session: Session, claim_id: int) -> int:
-    return session.exec(
-        select(func.count()).where(Objection.claim_id == claim_id, Objection.status == "open")
-    ).one()
 
 
 def request_jury(session: Session, submission_id: str, at: datetime) -> JuryCase:
@@ -254,9 +287,38 @@ def _count_jury(session: Session, case: JuryCase, at: datetime) -> bool:
     if blocked := _cannot_pay(session, claim):
         events.note(session, claim, "jury", at, f"{verdict}; approved but {blocked}")
         return False
+    # The verdict is final for the case: no objection from before it stands against it, and a
+    # membership the rejection ended for non-disclosure is given back.
+    close_open_objections(session, claim, "dismissed", "jury", at, f"jury {case.id} approved")
+    _restore_membership(session, claim, case, at)
     claim.reason_code, claim.reason_detail, claim.decided_at = None, verdict, at
     move(session, claim, State.APPROVED, "jury", at, verdict)
     return True
+
+
+def _restore_membership(session: Session, claim: Claim, case: JuryCase, at: datetime) -> None:
+    if claim.reason_code != Reason.UNDISCLOSED_CONDITION:
+        return
+    member = load_for_update(session, Member, claim.member_id)
+    assert member is not None
+    if member.exit_reason != ExitReason.UNDISCLOSED_CONDITION or member.exited_at is None:
+        return
+    overturned = f"jury {case.id} overturned the undisclosed-condition rejection"
+    cutoff = published_cutoffs(session).get(member.plan)
+    if cutoff is not None and cutoff >= member.exited_at:
+        # A cycle was shared without them since the exit: a membership is one unbroken span,
+        # and giving it back would rewrite who shared in that cycle. It stays ended, said so.
+        event = MemberEvent(
+            member_id=member.id,
+            at=at,
+            kind="not-restored",
+            reason=f"{overturned}; cycles were shared since the exit: a person decides",
+        )
+    else:
+        member.exited_at, member.exit_reason = None, None
+        session.add(member)
+        event = MemberEvent(member_id=member.id, at=at, kind="restored", reason=overturned)
+    session.add(event)
 
 
 def _cannot_pay(session: Session, claim: Claim) -> str | None:

@@ -15,8 +15,9 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 from sqlmodel import insert as _insert
 
+from domain import accounts
 from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
-from domain.claims import State
+from domain.claims import Reason, State
 from domain.members import ExitReason
 from domain.models import (
     Charge,
@@ -33,7 +34,7 @@ from domain.models import (
 )
 from domain.money import ceil_div
 from domain.services.events import move
-from domain.services.store import insert_ignoring_duplicates, load_for_update
+from domain.services.store import insert_ignoring_duplicates, load_for_update, lock_cash
 
 Account = aliased(Member)
 
@@ -179,16 +180,21 @@ def _sending(session: Session, *where) -> list[Debit]:
 
 def claim_arrears(session: Session, plan: str, member_ref: str) -> list[Debit]:
     """Fix a debit of every charge left unpaid on a member's paying account (their own and the
-    family's they pay for) in cycles whose collection window has closed; debits of such charges
-    already in flight are sent again under their stored key."""
+    family's they pay for, in every plan) in cycles whose collection window has closed; debits
+    of such charges already in flight are sent again under their stored key."""
     member = session.exec(
         select(Member).where(Member.plan == plan, Member.member_ref == member_ref)
     ).first()
     if member is None:
         raise LookupError(f"{member_ref} is not a member of {plan}")
+    payer = session.get(Member, member.payer_id) if member.payer_id else member
+    assert payer is not None
+    # A family's charges name the payer's first membership as their account, which may be a row
+    # of another plan: the person's account is every row of their member_ref.
+    accounts_of_payer = select(Member.id).where(Member.member_ref == payer.member_ref)
     closed = select(SharingCycle.id).where(col(SharingCycle.arrears_settled_at).is_not(None))
     mine = (
-        Charge.account_id == (member.payer_id or member.id),
+        col(Charge.account_id).in_(accounts_of_payer),
         col(Charge.cycle_id).in_(closed),
     )
     session.execute(
@@ -243,8 +249,8 @@ def record_debits(session: Session, debits: list[Debit], succeeded: set[str], no
             book(
                 session,
                 f"debits:{cycle_id}:{digest}",
-                f"cash:{plan}",
-                f"receivable:{plan}",
+                accounts.cash(plan),
+                accounts.receivable(plan),
                 amount,
                 now,
                 cycle_id=cycle_id,
@@ -294,11 +300,14 @@ def close_window(session: Session, cycle_id: int, at: datetime) -> list[int]:
         return []
     cycle.arrears_settled_at = at
     session.add(cycle)
+    # The previous cycle that charged anyone: one that charged nothing (no cases) is no cycle
+    # a member could fail to pay, so it does not break "two consecutive unpaid cycles".
     previous = session.exec(
         select(SharingCycle.id)
         .where(
             SharingCycle.plan == cycle.plan,
             SharingCycle.status == CycleStatus.CLOSED,
+            SharingCycle.chunks > 0,
             col(SharingCycle.announce_on) < cycle.announce_on,
         )
         .order_by(col(SharingCycle.announce_on).desc())
@@ -338,7 +347,21 @@ def close_window(session: Session, cycle_id: int, at: datetime) -> list[int]:
 
 
 def create_cycle_payouts(session: Session, cycle_id: int, now: datetime) -> list[int]:
-    """A payout row for each settled claim of the cycle (once), and the ids still to pay."""
+    """The platform pays the cycle's subsidy into cash, then a payout row is made for each settled
+    claim of the cycle (once); returns the ids still to pay. Safe to run again at any time."""
+    cycle = session.get(SharingCycle, cycle_id)
+    if cycle is None or cycle.status != CycleStatus.CLOSED:
+        return []
+    if cycle.subsidy_fen:
+        book(
+            session,
+            f"funding:{cycle_id}:subsidy",
+            accounts.cash(cycle.plan),
+            accounts.subsidy_due(cycle.plan),
+            cycle.subsidy_fen,
+            now,
+            cycle_id=cycle_id,
+        )
     rows = (
         select(
             literal("aid:") + cast(Claim.id, String),
@@ -372,9 +395,10 @@ def create_cycle_payouts(session: Session, cycle_id: int, now: datetime) -> list
 
 
 def refund_waiting_period_shares(session: Session, member_ids: list[int], now: datetime) -> None:
-    """Refund, without interest, every share collected from these members if their illness
-    began inside the waiting period (the plan never covered them): one payout per charge, to
-    the account that paid it, whenever the charge was collected."""
+    """Refund, without interest, every share collected from these members if a claim of theirs
+    was rejected for an illness that began inside the waiting period (the plan never covered
+    them), whether or not they had already left: one payout per charge, to the account that
+    paid it, whenever the charge was collected."""
     if not member_ids:
         return
     rows = (
@@ -398,7 +422,7 @@ def refund_waiting_period_shares(session: Session, member_ids: list[int], now: d
             col(Charge.member_id).in_(member_ids),
             Charge.debit_status == DebitStatus.COLLECTED,
             Charge.collected_fen > 0,
-            Member.exit_reason == ExitReason.WAITING_PERIOD_ILLNESS,
+            col(Member.id).in_(waiting_period_rejections()),
         )
     )
     columns = [
@@ -415,23 +439,98 @@ def refund_waiting_period_shares(session: Session, member_ids: list[int], now: d
     session.execute(insert_ignoring_duplicates(session, Payout).from_select(columns, rows))
 
 
+def waiting_period_rejections():
+    """The members with a claim rejected because the illness began inside the waiting period."""
+    return select(Claim.member_id).where(
+        Claim.state == State.REJECTED, Claim.reason_code == Reason.INSIDE_WAITING_PERIOD
+    )
+
+
 def pending_payouts(session: Session, cycle_id: int | None = None, limit: int = 1000) -> list[int]:
+    """Payouts still to send, the least tried first: a thousand that keep failing for a while
+    must not starve the ones never sent."""
     query = select(Payout.id).where(Payout.status == PayoutStatus.PENDING)
     if cycle_id is not None:
         query = query.where(
             col(Payout.claim_id).in_(select(Claim.id).where(Claim.cycle_id == cycle_id))
         )
-    return list(session.exec(query.order_by(col(Payout.id)).limit(limit)).all())
+    ordered = query.order_by(col(Payout.attempts), col(Payout.id))
+    return list(session.exec(ordered.limit(limit)).all())
 
 
-def claim_payout(session: Session, payout_id: int) -> Payout | None:
-    """The payout to send (its key never changes), counting the attempt; None once decided."""
+def settled_without_payout(session: Session) -> list[int]:
+    """Closed cycles with a settled claim that has no payout row: their pay_out_cycle message
+    was lost (or never sent), and the sweep makes the payouts."""
+    has_payout = select(Payout.claim_id).where(col(Payout.claim_id).is_not(None))
+    return list(
+        session.exec(
+            select(Claim.cycle_id)
+            .join(SharingCycle, col(SharingCycle.id) == Claim.cycle_id)
+            .where(
+                Claim.state == State.SETTLED,
+                SharingCycle.status == CycleStatus.CLOSED,
+                col(Claim.id).not_in(has_payout),
+            )
+            .distinct()
+        ).all()
+    )
+
+
+def claim_payout(session: Session, payout_id: int, now: datetime) -> Payout | None:
+    """The payout to send (its key never changes), counting the attempt; None once decided.
+
+    Cash pays it: what the plan's cash cannot cover, after the payouts already on their way,
+    the platform pays in first, with an entry of its own, so cash is never spent twice and
+    never goes below zero.
+    """
+    found = session.get(Payout, payout_id)
+    if found is None:
+        return None
+    lock_cash(session, found.plan)
     payout = load_for_update(session, Payout, payout_id)
     if payout is None or payout.status != PayoutStatus.PENDING:
         return None
     payout.attempts += 1
     session.add(payout)
+    short = payout.amount_fen - available_cash(session, payout)
+    if short > 0:
+        claim = session.get(Claim, payout.claim_id) if payout.claim_id else None
+        book(
+            session,
+            f"funding:{payout.key}:{payout.attempts}",
+            accounts.cash(payout.plan),
+            accounts.platform_funding(payout.plan),
+            short,
+            now,
+            cycle_id=claim.cycle_id if claim else None,
+            claim_id=payout.claim_id,
+        )
     return payout
+
+
+def account_balance(session: Session, account: str) -> int:
+    """Debits less credits of one account."""
+    debits = select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
+        LedgerEntry.debit == account
+    )
+    credits = select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
+        LedgerEntry.credit == account
+    )
+    return int(session.exec(debits).one()) - int(session.exec(credits).one())
+
+
+def available_cash(session: Session, payout: Payout) -> int:
+    """The plan's cash less what the other payouts already sent (answer not yet recorded) will
+    take out of it."""
+    on_their_way = session.exec(
+        select(func.coalesce(func.sum(Payout.amount_fen), 0)).where(
+            Payout.plan == payout.plan,
+            Payout.status == PayoutStatus.PENDING,
+            Payout.attempts > 0,
+            Payout.id != payout.id,
+        )
+    ).one()
+    return account_balance(session, accounts.cash(payout.plan)) - int(on_their_way)
 
 
 def record_payout(
@@ -456,28 +555,24 @@ def record_payout(
     payout.paid_at = now
     session.add(payout)
     if payout.purpose == "aid":
+        # The aid owed to the patient is paid out of cash: the payable is cleared.
         claim = load_for_update(session, Claim, payout.claim_id)
         assert claim is not None
         if claim.state == State.SETTLED:
             move(session, claim, State.PAID, "payments", now, f"paid out ({provider_ref})")
-        book(
-            session,
-            f"payout:{payout.key}",
-            "patients",
-            f"aid-payable:{payout.plan}",
-            payout.amount_fen,
-            now,
-            claim_id=payout.claim_id,
-        )
+        owed, cycle_id = accounts.aid_payable(payout.plan), claim.cycle_id
     else:
-        book(
-            session,
-            f"payout:{payout.key}",
-            f"refunds:{payout.plan}",
-            "platform",
-            payout.amount_fen,
-            now,
-        )
+        owed, cycle_id = accounts.refunds(payout.plan), None
+    book(
+        session,
+        f"payout:{payout.key}",
+        owed,
+        accounts.cash(payout.plan),
+        payout.amount_fen,
+        now,
+        cycle_id=cycle_id,
+        claim_id=payout.claim_id,
+    )
     return payout
 
 

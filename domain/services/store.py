@@ -40,6 +40,15 @@ def lock_plan(session: Session, plan: str, shared: bool) -> None:
     session.execute(text(f"SELECT {function}(:key)"), {"key": key})
 
 
+def lock_cash(session: Session, plan: str) -> None:
+    """Serialise the decisions that spend a plan's cash (claiming a payout, funding it), so two
+    payouts sent at once cannot both count on the same fen. SQLite: one writer at a time."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = zlib.crc32(f"huzhu-cash:{plan}".encode())
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def charge_partition(cycle_id: int) -> str:
     return f"charge_c{int(cycle_id)}"
 

@@ -17,6 +17,7 @@ from tests.integration.scenario import (
     ANNOUNCE_ON,
     CLOSE_AT,
     CRITICAL,
+    NOW_UTC,
     PUBLISH_AT,
     enrol,
     membership,
@@ -87,6 +88,13 @@ def test_an_old_cycle_is_archived_once_collected_and_the_next_one_runs_on(postgr
     assert closing.returncode == 1 and "only a closed cycle" in closing.stderr
     huzhu(postgres_stack, "cycle", "close", "--plan", CRITICAL, "--at", CLOSE_AT.isoformat())
     first = cycle_money(ANNOUNCE_ON)["id"]
+    this_year = huzhu(postgres_stack, "cycle", "archive", str(first), check=False)
+    assert this_year.returncode == 1 and "only cycles of past years" in this_year.stderr
+    with engine().begin() as connection:  # as if it had been charged a year earlier
+        connection.execute(
+            text("UPDATE sharingcycle SET charge_on = charge_on - 365 WHERE id = :id"),
+            {"id": first},
+        )
 
     archived = json.loads(huzhu(postgres_stack, "cycle", "archive", str(first), "--json").stdout)
     assert (archived["table"], archived["rows"]) == (f"charge_c{first}", 20)
@@ -122,7 +130,7 @@ def test_an_old_cycle_is_archived_once_collected_and_the_next_one_runs_on(postgr
     second = cycle_money(second_on)["id"]
     assert partitions_and_rows() == {f"charge_c{second}": 19}  # C0005 left with the payout
     with transaction(engine()) as session:
-        report = audit_service.audit(session)
+        report = audit_service.audit(session, NOW_UTC)
     assert report.balanced, report.problems
 
 

@@ -128,6 +128,7 @@ def raw_plan(**changes: object) -> dict[str, object]:
         "jury_request_days": 30,
         "jury_hours": 24,
         "jury_min_votes": 100,
+        "payout_days": 7,
         "amount": [{"min_age": 18, "max_age": 50, "severity": "severe", "amount_fen": 100}],
     }
     base.update(changes)
