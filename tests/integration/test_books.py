@@ -255,11 +255,17 @@ def jury_approves(case: str) -> None:
         claim_service.schedule(session, approved[0], NOW_UTC)
 
 
-def test_a_jury_verdict_is_not_overturned_by_an_objection_left_open(announced_case):
+def upheld_with_another_open() -> tuple[int, int]:
+    """Two objections to the case; the first is upheld."""
     upheld = object_to("case", "J1")
     left_open = object_to("case", "J2")
     with transaction(engine()) as session:
         disputes.decide_objection(session, upheld, True, "dr-li", "fraud", OBJECTING)
+    return upheld, left_open
+
+
+def test_a_jury_verdict_is_not_overturned_by_an_objection_left_open(announced_case):
+    upheld, left_open = upheld_with_another_open()
     with transaction(engine()) as session:
         other = session.get(Objection, left_open)
         assert (other.status, other.decided_by) == ("upheld", "reviewer:dr-li")
@@ -279,10 +285,7 @@ def test_a_jury_verdict_is_not_overturned_by_an_objection_left_open(announced_ca
 
 
 def test_the_audit_fails_an_objection_left_open_on_a_decided_case(announced_case):
-    upheld = object_to("case", "J1")
-    left_open = object_to("case", "J2")
-    with transaction(engine()) as session:
-        disputes.decide_objection(session, upheld, True, "dr-li", "fraud", OBJECTING)
+    _, left_open = upheld_with_another_open()
     with transaction(engine()) as session:
         other = session.get(Objection, left_open)
         other.status = "open"  # as the old code left it

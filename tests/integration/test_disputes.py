@@ -38,12 +38,13 @@ def juror(
     return row.model_copy(update={"jury_certified": certified})
 
 
-def claim_through_rules(line: str) -> int:
+def claim_through_rules(line: str, now=NOW_UTC) -> int:
+    """A claim through intake, the rules and the schedule, all at `now`."""
     with transaction(engine()) as session:
-        claim_id, _ = claim_service.record_submission(session, line, NOW_UTC)
+        claim_id, _ = claim_service.record_submission(session, line, now)
     for step in (claim_service.accept, review_by_records, claim_service.schedule):
         with transaction(engine()) as session:
-            step(session, claim_id, NOW_UTC)
+            step(session, claim_id, now)
     return claim_id
 
 

@@ -22,7 +22,6 @@ from domain.calendar import charge_day, next_announcement_day, start_of_day
 from domain.db import transaction
 from domain.members import ExitReason
 from domain.models import Charge, Member, MemberEvent, Objection, Payout, SharingCycle
-from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
 from domain.services import disputes, payments
 from tests.integration.scenario import (
@@ -35,7 +34,6 @@ from tests.integration.scenario import (
     enrol,
     member,
     membership,
-    review_by_records,
     submission,
 )
 from tests.integration.test_debits import answer, send_round
@@ -45,16 +43,6 @@ from tests.integration.test_disputes import OBJECTING, claim_through_rules, obje
 A_ON = ANNOUNCE_ON
 B_ON = next_announcement_day(A_ON)
 C_ON = next_announcement_day(B_ON)
-
-
-def claim_at(line: str, now) -> int:
-    """A claim through intake, the rules and the schedule, all at `now`."""
-    with transaction(engine()) as session:
-        claim_id, _ = claim_service.record_submission(session, line, now)
-    for step in (claim_service.accept, review_by_records, claim_service.schedule):
-        with transaction(engine()) as session:
-            step(session, claim_id, now)
-    return claim_id
 
 
 def run_cycle(plan: str, announce_on) -> SharingCycle:
@@ -94,7 +82,7 @@ def close_window(cycle: SharingCycle) -> list[int]:
 
 def test_a_cycle_that_charged_nothing_does_not_break_two_unpaid_cycles_in_a_row(stack):
     enrol(membership(6, 0))
-    claim_at(submission("first", "C0005", "C73"), NOW_UTC)
+    claim_through_rules(submission("first", "C0005", "C73"), NOW_UTC)
     cycle_a = run_cycle(CRITICAL, A_ON)
     assert cycle_a.chunks > 0
     [unpaid_a] = collect_all_but(cycle_a, {"C0000"})
@@ -107,7 +95,9 @@ def test_a_cycle_that_charged_nothing_does_not_break_two_unpaid_cycles_in_a_row(
     assert close_window(cycle_b) == []
 
     # C: a case decided after B's announcement; C0000's debit fails again.
-    claim_at(submission("second", "C0003", "C73"), start_of_day(B_ON) + timedelta(hours=2))
+    claim_through_rules(
+        submission("second", "C0003", "C73"), start_of_day(B_ON) + timedelta(hours=2)
+    )
     cycle_c = run_cycle(CRITICAL, C_ON)
     assert cycle_c.cases == 1
     [unpaid_c] = collect_all_but(cycle_c, {"C0000"})
@@ -173,7 +163,7 @@ def test_a_payers_arrears_include_a_familys_charge_that_names_their_other_plans_
     assert first_row.id < rows["PAYER", SENIOR].id
     assert rows["MOTHER", SENIOR].payer_id == first_row.id
 
-    claim_at(submission("senior", "S0001", "C34.1", plan=SENIOR), NOW_UTC)
+    claim_through_rules(submission("senior", "S0001", "C34.1", plan=SENIOR), NOW_UTC)
     cycle = run_cycle(SENIOR, ANNOUNCE_ON)
     [unpaid] = collect_all_but(cycle, {"MOTHER"})  # the payer's own share was collected
     assert (unpaid.member_id, unpaid.account) == (rows["MOTHER", SENIOR].id, "PAYER")
