@@ -2,14 +2,15 @@
 cycle is fully collected and audits clean, so it can be dumped and dropped."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 from sqlmodel import col, func, select
 
 from domain.calendar import local_date
 from domain.db import transaction
-from domain.models import Charge, SharingCycle
+from domain.models import Charge, Member, SharingCycle
+from domain.plans import get_plan
 from domain.services.audit import audit
 from domain.services.cycles import CycleStatus
 from domain.services.store import charge_partition
@@ -74,8 +75,27 @@ def _check_archivable(session, cycle: SharingCycle, now: datetime) -> int:
             f"cycle {cycle.id} has {outstanding} charges not collected: arrears are settled "
             "against them, so its charges stay until they are paid"
         )
+    waiting = _still_waiting(session, cycle, now)
+    if waiting:
+        raise ValueError(
+            f"cycle {cycle.id} charged {waiting} members still inside their waiting period: a "
+            "waiting-period illness refunds their shares from these charges, so they stay until "
+            "every such period has ended"
+        )
     report = audit(session, now)
     problems = [p for c in report.cycles if c.cycle_id == cycle.id for p in c.problems]
     if problems:
         raise ValueError(f"cycle {cycle.id} does not audit clean: " + "; ".join(problems))
     return rows
+
+
+def _still_waiting(session, cycle: SharingCycle, now: datetime) -> int:
+    """Members charged in the cycle whose waiting period has not ended by `now` (a day's
+    margin: the period runs from 00:00 the day after joining)."""
+    waiting = timedelta(days=get_plan(cycle.plan).waiting_days + 1)
+    return session.exec(
+        select(func.count())
+        .select_from(Charge)
+        .join(Member, col(Member.id) == Charge.member_id)
+        .where(Charge.cycle_id == cycle.id, col(Member.joined_at) > now - waiting)
+    ).one()

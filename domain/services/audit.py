@@ -107,9 +107,19 @@ def _attention(session: Session) -> list[str]:
     stuck = session.exec(
         select(Claim.submission_id, Claim.state).where(Claim.attempts > MAX_ATTEMPTS)
     ).all()
-    return [f"payout {key} refused: {reason}" for key, reason in refused] + [
-        f"claim {ref}: its {state} step failed {MAX_ATTEMPTS} times" for ref, state in stuck
-    ]
+    late = session.exec(
+        select(Charge.debit_key).where(
+            Charge.debit_status == DebitStatus.SENDING, col(Charge.debit_key).startswith("settle:")
+        )
+    ).all()
+    return (
+        [f"payout {key} refused: {reason}" for key, reason in refused]
+        + [
+            f"late payment {key} has no answer: `huzhu members settle` asks again under its key"
+            for key in late
+        ]
+        + [f"claim {ref}: its {state} step failed {MAX_ATTEMPTS} times" for ref, state in stuck]
+    )
 
 
 def _payouts(session: Session) -> list[str]:
@@ -300,10 +310,13 @@ def _check_charges(session: Session, cycle: SharingCycle) -> tuple[list[str], in
     if odd:
         problems.append(f"{odd} charges were collected in part or more than once")
     if cycle.arrears_settled_at is not None:
+        # A member's own late payment (settle:…) may wait for its answer after the window;
+        # it is listed for a person (_attention), not an imbalance.
         unanswered = session.exec(
             select(func.count()).where(
                 Charge.cycle_id == cycle.id,
                 col(Charge.debit_status).in_([DebitStatus.DUE, DebitStatus.SENDING]),
+                or_(col(Charge.debit_key).is_(None), ~col(Charge.debit_key).startswith("settle:")),
             )
         ).one()
         if unanswered:
@@ -574,11 +587,21 @@ def _unpaid_past_deadline(session: Session, now: datetime) -> list[str]:
             col(Claim.id).not_in(refused),
         )
     ).all()
+    refunds = session.exec(
+        select(Payout.key, Payout.plan, Payout.created_at).where(
+            Payout.purpose == "refund", Payout.status == PayoutStatus.PENDING
+        )
+    ).all()
     return [
         f"claim {ref} was settled at {closed_at.isoformat()} and is still unpaid "
         f"after {get_plan(plan).payout_days} days"
         for ref, plan, closed_at in rows
         if closed_at and now > closed_at + timedelta(days=get_plan(plan).payout_days)
+    ] + [
+        f"refund {key} is owed since {owed_since.isoformat()} and still unpaid "
+        f"after {get_plan(plan).payout_days} days"
+        for key, plan, owed_since in refunds
+        if now > owed_since + timedelta(days=get_plan(plan).payout_days)
     ]
 
 

@@ -18,6 +18,7 @@ from domain.services import cycles as cycle_service
 from domain.services import disputes, payments
 from domain.services import members as member_service
 from tests.integration.scenario import (
+    ANNOUNCE_ON,
     CLOSE_AT,
     CRITICAL,
     DIAGNOSED,
@@ -368,3 +369,35 @@ def test_a_jury_after_a_cycle_shared_without_the_member_leaves_the_exit_and_says
     assert applicant.exit_reason == "undisclosed_condition"
     assert event.kind == "not-restored" and "cycles were shared since the exit" in event.reason
     assert books(NOW_UTC).balanced
+
+
+def test_a_refund_left_unpaid_past_the_payout_days_fails_the_audit(stack):
+    cycle_id = closed_cycle(extra=[member("C-NEW", CRITICAL, 30, joined_days_ago=20)])
+    sent = send_round(cycle_id, CLOSE_AT)
+    answer(sent, [d.key for d in sent])
+    waiting_period_claim("C-NEW")
+    pay_everything(cycle_id)
+    assert books(NOW_UTC + timedelta(days=6)).balanced  # owed, within the payout days
+    problems = books(NOW_UTC + timedelta(days=8)).problems
+    assert any(
+        p.startswith("refund refund:") and "still unpaid after 7 days" in p for p in problems
+    )
+
+
+def test_a_late_payment_without_an_answer_is_for_a_person_not_an_imbalance(stack):
+    cycle_id = closed_cycle()
+    sent = send_round(cycle_id, CLOSE_AT)
+    answer(sent, [d.key for d in sent[1:]])  # the first member's debit fails
+    pay_everything(cycle_id)
+    with transaction(engine()) as session:
+        payments.close_window(session, cycle_id, payments.retry_deadline(ANNOUNCE_ON))
+        debtor = session.get(Member, sent[0].member_id).member_ref
+    with transaction(engine()) as session:
+        [late] = payments.claim_arrears(session, CRITICAL, debtor)  # sent; its answer is lost
+    report = books(NOW_UTC)
+    assert report.balanced, report.problems
+    assert any(late.key in item and "no answer" in item for item in report.attention)
+    answer([late], [late.key])  # asked again under the same key, it is collected once
+    report = books(NOW_UTC)
+    assert report.balanced and report.attention == []
+    assert report.accounts[accounts.receivable(CRITICAL)] == 0

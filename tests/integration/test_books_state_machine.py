@@ -69,7 +69,6 @@ class Books(RuleBasedStateMachine):
         self.cycle_on = ANNOUNCE_ON  # the announcement day of the next cycle to publish
         self.published = False
         self.open_windows: list[tuple[int, datetime]] = []  # (cycle, its retry deadline)
-        self.closed: list[tuple[int, datetime]] = []  # (cycle, when it closed)
         self.claimed: set[str] = set()
 
     def teardown(self) -> None:
@@ -110,14 +109,15 @@ class Books(RuleBasedStateMachine):
         self.now = max(self.now, to)
 
     def pay_overdue(self, to: datetime) -> None:
-        """The provider answers in the end: whatever a cycle still owes its patients is paid
-        the day before the plan's payout days run out (pay_pending sends it every few minutes
+        """The provider answers in the end: a payout (aid or refund) still pending is paid the
+        day before the plan's payout days run out (pay_pending sends it every few minutes
         until then)."""
-        for cycle_id, closed_at in self.closed:
-            if to >= closed_at + timedelta(days=PAYOUT_DAYS - 1):
-                with transaction(engine()) as session:
-                    pending = payments.pending_payouts(session, cycle_id)
-                self.pay_out(pending, answer="paid", answered_twice=False)
+        due = to - timedelta(days=PAYOUT_DAYS - 1)
+        with transaction(engine()) as session:
+            pending = session.exec(
+                select(Payout.id).where(Payout.status == "pending", Payout.created_at <= due)
+            ).all()
+        self.pay_out(list(pending), answer="paid", answered_twice=False)
 
     def room(self, needed: timedelta) -> bool:
         return self.now + needed < self.next_boundary()
@@ -256,7 +256,6 @@ class Books(RuleBasedStateMachine):
             with transaction(engine()) as session:
                 payments.create_cycle_payouts(session, cycle.id, self.now)
         self.open_windows.append((cycle.id, payments.retry_deadline(self.cycle_on)))
-        self.closed.append((cycle.id, self.now))
         self.cycle_on, self.published = next_announcement_day(self.cycle_on), False
 
     @precondition(lambda self: self.open_windows and self.room(timedelta(days=1)))

@@ -95,6 +95,16 @@ def test_an_old_cycle_is_archived_once_collected_and_the_next_one_runs_on(postgr
             text("UPDATE sharingcycle SET charge_on = charge_on - 365 WHERE id = :id"),
             {"id": first},
         )
+        # One member joined lately: a waiting-period illness would refund from these charges.
+        connection.execute(
+            text("UPDATE member SET joined_at = now() - interval '20 days' WHERE id = 1")
+        )
+    waiting = huzhu(postgres_stack, "cycle", "archive", str(first), check=False)
+    assert waiting.returncode == 1 and "1 members still inside their waiting" in waiting.stderr
+    with engine().begin() as connection:
+        connection.execute(
+            text("UPDATE member SET joined_at = now() - interval '300 days' WHERE id = 1")
+        )
 
     archived = json.loads(huzhu(postgres_stack, "cycle", "archive", str(first), "--json").stdout)
     assert (archived["table"], archived["rows"]) == (f"charge_c{first}", 20)
