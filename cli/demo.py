@@ -304,3 +304,9 @@ def _print(result: dict, keep: Path | None) -> None:
         console.print(
             f"kept in {keep}: HUZHU_DATA_DIR={keep} huzhu cycle show --plan critical-illness"
         )
+    else:
+        console.print(
+            "the demo's data was discarded; to explore it, run `huzhu demo --keep DIR`, then "
+            "`HUZHU_DATA_DIR=DIR huzhu audit`, `HUZHU_DATA_DIR=DIR huzhu announcements show "
+            "--plan critical-illness` or `HUZHU_DATA_DIR=DIR huzhu claims show SUBMISSION_ID`"
+        )

@@ -17,6 +17,7 @@ from broker.submit import send_step, submit_claim
 from cli import operations
 from cli.demo import demo
 from cli.disputes import announcements_app, jury_app, objections_app
+from cli.entry import explain
 from cli.fleet import fleet_app
 from cli.output import (
     JSON_OPTION,
@@ -49,6 +50,7 @@ app = typer.Typer(
     help="Huzhu (互助): claims and sharing cycles of an online mutual-aid plan.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 members_app = typer.Typer(help="Enrol and remove members.", no_args_is_help=True)
@@ -95,6 +97,8 @@ def db_upgrade(as_json: bool = JSON_OPTION) -> None:
     try:
         url = upgrade()
     except OperationalError as error:
+        if "cannot reach" in (explain(error) or ("",))[0]:
+            raise  # the entry point says so, in its two lines
         fail(
             f"the database refused the upgrade: {error.orig}",
             "check HUZHU_DATABASE_URL; a schema made without migrations must be recreated",
@@ -410,7 +414,7 @@ def cycle_archive(
     except LookupError as error:
         fail(str(error).strip("'\""), "list the cycles with `huzhu cycle show --plan P`")
     except ValueError as error:
-        fail(str(error))
+        fail(str(error), "archive closed cycles of past years on the fleet's PostgreSQL")
     if as_json:
         print_json(done.__dict__)
         return

@@ -3,13 +3,9 @@ message is lost with it) in the middle of the claim chains, and PostgreSQL in th
 charging a cycle. The workers reconnect, the steps retry, the sweep re-sends what was lost, and
 the invariant checker finds every claim decided once and every member charged once."""
 
-import contextlib
-import glob
-import subprocess
 import time
 
 import pytest
-import redis
 from sqlalchemy.exc import OperationalError
 from sqlmodel import func, select
 
@@ -28,40 +24,23 @@ from tests.faults.support import (
     start_worker,
     sweeping,
 )
-from tests.integration.fixtures import REDIS_URL
 from tests.integration.scenario import CLOSE_AT, CRITICAL, enrol, membership, submission
 from tests.integration.support import wait_until
 from tests.integration.test_redelivery import prepare_announced_cycle
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-# The machine's own restart commands (README): no persistence, so a restart empties Redis.
-REDIS_START = [
-    *("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379"),
-    *("--save", "", "--appendonly", "no", "--dir", "/var/lib/redis"),
-    *("--logfile", "/var/log/redis/ci.log"),
-]
+
+@pytest.fixture
+def servers(own_postgres, own_redis):
+    """The session's own servers, which these tests restart; never an outside one."""
+    if own_postgres is None or own_redis is None:
+        pytest.skip("HUZHU_TEST_PG/HUZHU_TEST_REDIS name outside servers, which no test restarts")
+    return own_postgres, own_redis
 
 
-def restart_redis() -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    with contextlib.suppress(redis.ConnectionError):  # it closes the connection as it goes
-        client.shutdown(nosave=True)
-    subprocess.run(REDIS_START, check=True)
-    wait_until(lambda: _answers(client), 30, "Redis back")
-
-
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return client.ping()
-    except redis.ConnectionError:
-        return False
-
-
-def restart_postgres() -> None:
-    [version] = [path.rsplit("/", 1)[1] for path in glob.glob("/etc/postgresql/*")]
-    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
-    subprocess.run([*command, "-m", "fast"], check=True, capture_output=True)
+def restart_postgres(server) -> None:
+    server.restart()
     wait_until(_database_answers, 60, "PostgreSQL back")
 
 
@@ -73,7 +52,7 @@ def _database_answers() -> bool:
         return False
 
 
-def test_redis_restarted_mid_chain_loses_no_claim(postgres_stack, tmp_path):
+def test_redis_restarted_mid_chain_loses_no_claim(postgres_stack, servers, tmp_path):
     enrol(membership(20, 0))
     log_path = tmp_path / "worker.log"
     with (
@@ -89,7 +68,7 @@ def test_redis_restarted_mid_chain_loses_no_claim(postgres_stack, tmp_path):
             for n in range(12):
                 submit_claim(submission(f"redis-{n}", f"C{n:04d}", "C73"))
             wait_until(lambda: counts().get("scheduled", 0) >= 2, 60, "chains under way", log_path)
-            restart_redis()
+            servers[1].restart()  # nothing kept on disk: every queued message is lost
             assert worker.poll() is None, "the worker must ride out the restart"
             wait_until(
                 sweeping(all_decided), 180, "every claim decided after the restart", log_path
@@ -101,7 +80,9 @@ def test_redis_restarted_mid_chain_loses_no_claim(postgres_stack, tmp_path):
     assert report.claims == {"scheduled": 12}
 
 
-def test_postgres_restarted_while_charging_charges_each_member_once(postgres_stack, tmp_path):
+def test_postgres_restarted_while_charging_charges_each_member_once(
+    postgres_stack, servers, tmp_path
+):
     members = 6000
     prepare_announced_cycle(critical=members)
     log_path = tmp_path / "worker.log"
@@ -113,7 +94,7 @@ def test_postgres_restarted_while_charging_charges_each_member_once(postgres_sta
             send_step("close_cycle", CRITICAL, CLOSE_AT.isoformat())
             wait_until(lambda: chunks_done() >= 20, 60, "charging under way", log_path)
             assert chunks_done() < members // chunk, "the restart must begin mid-charging"
-            restart_postgres()
+            restart_postgres(servers[0])
             assert worker.poll() is None, "the worker must ride out the restart"
 
             def closed():

@@ -1,8 +1,10 @@
 """Real parts for integration tests: PostgreSQL and Redis on loopback, SQLite with the file
 queue, and `celery -A workers worker` subprocesses. A missing server fails the test loudly.
 
-Each run has a database and a Redis key prefix of its own (named by its process id), so two runs
-on one machine (a developer's and CI's) never take each other's rows or messages.
+The session starts a PostgreSQL and a Redis of its own (tests/servers.py) unless
+HUZHU_TEST_PG / HUZHU_TEST_REDIS point it at outside servers. Each run has a database and a
+Redis key prefix of its own (named by its process id), so two runs sharing an outside server
+(a developer's and CI's) never take each other's rows or messages.
 """
 
 import os
@@ -21,12 +23,49 @@ from broker.migrate import upgrade
 from broker.settings import Settings
 from domain.db import drop_schema
 from tests.integration.support import Stack, run_worker
+from tests.servers import PostgresServer, RedisServer
 
-PG_ADMIN = os.environ.get("HUZHU_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+OUTSIDE_PG = os.environ.get("HUZHU_TEST_PG")
+OUTSIDE_REDIS = os.environ.get("HUZHU_TEST_REDIS")
 PG_PREFIX = "huzhu_test_"
 PG_DATABASE = f"{PG_PREFIX}{os.getpid()}"
-REDIS_URL = os.environ.get("HUZHU_TEST_REDIS", "redis://127.0.0.1:6379/15")
 REDIS_PREFIX = f"huzhu-test-{os.getpid()}:"
+
+
+@pytest.fixture(scope="session")
+def own_postgres() -> Iterator[PostgresServer | None]:
+    """The session's own PostgreSQL server; None when HUZHU_TEST_PG names an outside one."""
+    if OUTSIDE_PG:
+        yield None
+        return
+    server = PostgresServer()
+    try:
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(f"could not start a PostgreSQL server for the tests: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def own_redis() -> Iterator[RedisServer | None]:
+    """The session's own Redis server; None when HUZHU_TEST_REDIS names an outside one."""
+    if OUTSIDE_REDIS:
+        yield None
+        return
+    server = RedisServer()
+    try:
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(f"could not start a Redis server for the tests: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin(own_postgres) -> str:
+    """A URL of the server's maintenance database, for creating the run's own database."""
+    return own_postgres.admin_url if own_postgres else str(OUTSIDE_PG)
 
 
 def running(pid: int) -> bool:
@@ -51,18 +90,18 @@ def drop_stale_databases(admin: psycopg.Connection) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_url(postgres_admin) -> Iterator[str]:
     try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+        admin = psycopg.connect(postgres_admin, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}: {error}. Start it (see README).")
+        pytest.fail(f"PostgreSQL is not reachable at {postgres_admin}: {error}.")
     with admin:
         drop_stale_databases(admin)
         admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    base = postgres_admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
     yield f"{base}/{PG_DATABASE}"
     # A new connection: a fault test may have restarted the server since.
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+    with psycopg.connect(postgres_admin, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
 
 
@@ -75,14 +114,15 @@ def empty_broker(url: str, prefix: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+def redis_url(own_redis) -> Iterator[str]:
+    url = own_redis.url if own_redis else str(OUTSIDE_REDIS)
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
     try:
         client.ping()
     except redis.ConnectionError as error:
-        pytest.fail(f"Redis is not reachable at {REDIS_URL}: {error}. Start it (see README).")
-    yield REDIS_URL
-    empty_broker(REDIS_URL, REDIS_PREFIX)
+        pytest.fail(f"Redis is not reachable at {url}: {error}.")
+    yield url
+    empty_broker(url, REDIS_PREFIX)
 
 
 def make_stack(name: str, tmp: Path, postgres_url: str, redis_url: str) -> Stack:

@@ -2,6 +2,7 @@
 (the speed goals themselves are judged by `python -m benchmarks` at full scale, not here)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,15 @@ ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_the_charging_benchmark_measures_both_sides(backend, postgres_url):
+def test_the_charging_benchmark_measures_both_sides(backend, postgres_admin, redis_url):
+    servers = {"HUZHU_BENCH_PG": postgres_admin, "HUZHU_BENCH_REDIS": redis_url}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.charging", "--backend", backend, "--members", "3000"],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=ROOT,
+        env=os.environ | servers,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     run = json.loads(done.stdout)
