@@ -198,3 +198,11 @@ def test_every_help_reads_as_whole_sentences_at_any_width(tmp_path, columns):
                 assert any(words in line for line in lines), (path, words, lines)
             else:  # no words lost or run together where the text wraps
                 assert " ".join(words.split()[:8]) in " ".join(lines), (path, words, lines)
+
+
+def test_the_demo_says_its_data_was_discarded_and_how_to_keep_it(tmp_path):
+    [result] = run_all(tmp_path, {}, [["demo", "--members", "300", "--claims", "20"]], 200)
+    assert result["code"] == 0, result["stderr"]
+    ending = " ".join(result["stdout"].split()).rsplit("audit: ", 1)[1]  # after the verdict
+    assert "data was discarded" in ending and "huzhu demo --keep DIR" in ending
+    assert "HUZHU_DATA_DIR=DIR huzhu audit" in ending
