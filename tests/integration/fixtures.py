@@ -32,34 +32,31 @@ PG_DATABASE = f"{PG_PREFIX}{os.getpid()}"
 REDIS_PREFIX = f"huzhu-test-{os.getpid()}:"
 
 
-@pytest.fixture(scope="session")
-def own_postgres() -> Iterator[PostgresServer | None]:
-    """The session's own PostgreSQL server; None when HUZHU_TEST_PG names an outside one."""
-    if OUTSIDE_PG:
+def own_server(outside: str | None, kind: type[PostgresServer | RedisServer], what: str):
+    """Start a server of `kind` for the session and stop it at the end; None when an outside
+    one is named instead."""
+    if outside:
         yield None
         return
-    server = PostgresServer()
+    server = kind()
     try:
         server.start()
     except RuntimeError as error:
-        pytest.fail(f"could not start a PostgreSQL server for the tests: {error}")
+        pytest.fail(f"could not start a {what} server for the tests: {error}")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def own_postgres() -> Iterator[PostgresServer | None]:
+    """The session's own PostgreSQL server; None when HUZHU_TEST_PG names an outside one."""
+    yield from own_server(OUTSIDE_PG, PostgresServer, "PostgreSQL")
 
 
 @pytest.fixture(scope="session")
 def own_redis() -> Iterator[RedisServer | None]:
     """The session's own Redis server; None when HUZHU_TEST_REDIS names an outside one."""
-    if OUTSIDE_REDIS:
-        yield None
-        return
-    server = RedisServer()
-    try:
-        server.start()
-    except RuntimeError as error:
-        pytest.fail(f"could not start a Redis server for the tests: {error}")
-    yield server
-    server.stop()
+    yield from own_server(OUTSIDE_REDIS, RedisServer, "Redis")
 
 
 @pytest.fixture(scope="session")
