@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     http_attempts: int = 3
     # Payer accounts per debit request (each request carries their members' charges).
     debit_batch_size: int = 1000
+    # The members' API: the platform's public key (PEM, Ed25519 or RSA) that signs members'
+    # tokens, and the audience they must name. Empty on the embedded default: a development key
+    # made in data_dir, which nothing else trusts.
+    api_public_key_file: Path | None = None
+    api_audience: str = "huzhu"
+
+    @property
+    def embedded(self) -> bool:
+        """SQLite and the file queue: one machine, no servers (the demo, `huzhu serve`)."""
+        return not self.database_url and self.uses_file_queue
 
     @property
     def database(self) -> str:

@@ -1,6 +1,7 @@
 """`huzhu`: the operator's command for members, claims, sharing cycles, the audit and the demo."""
 
 import csv
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import compress
@@ -64,6 +65,8 @@ app.add_typer(announcements_app, name="announcements")
 app.add_typer(objections_app, name="objections")
 app.add_typer(jury_app, name="jury")
 app.add_typer(fleet_app, name="fleet")
+api_app = typer.Typer(help="The members' HTTP API.", no_args_is_help=True)
+app.add_typer(api_app, name="api")
 
 MEMBER_COLUMNS = ["member_ref", "plan", "birth_date", "sex", "province", "joined_at"]
 OPTIONAL_COLUMNS = [
@@ -479,3 +482,48 @@ def audit(as_json: bool = JSON_OPTION) -> None:
 app.command("demo")(demo)
 app.command("simulate")(simulate_command)
 app.command("forecast")(forecast_command)
+
+
+@app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+) -> None:
+    """Serve the members' API (OpenAPI at /openapi.json, docs at /docs) on this machine's
+    database; on the embedded default its tokens are minted with `huzhu api token`."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.auth import NotConfigured
+
+    try:
+        served = create_app()
+    except NotConfigured as error:
+        fail(str(error), "set HUZHU_API_PUBLIC_KEY_FILE to the platform's public key (PEM)")
+    console.print(f"serving the members' API on http://127.0.0.1:{port} (docs: /docs)")
+    uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
+
+
+@api_app.command("token")
+def api_token(
+    member_ref: Annotated[str, typer.Argument(help="The member the token is for (its sub).")],
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="A staff role: reviewer or operator.")
+    ] = None,
+    minutes: Annotated[int, typer.Option(help="Minutes until it expires.")] = 60,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Mint a development token, signed with the embedded default's own key: only that
+    default trusts it (the fleet checks the platform's tokens)."""
+    from api.auth import NotConfigured, mint
+    from broker.settings import get_settings
+
+    try:
+        token = mint(get_settings(), member_ref, set(role or []), minutes)
+    except NotConfigured as error:
+        fail(str(error), "on the fleet, members' tokens come from the platform")
+    except ValueError as error:
+        fail(str(error), "use --role reviewer or --role operator")
+    if as_json:
+        print_json({"token": token, "member_ref": member_ref, "minutes": minutes})
+    else:
+        sys.stdout.write(token + "\n")

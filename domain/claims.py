@@ -83,6 +83,32 @@ class Reason(StrEnum):
     OBJECTION_UPHELD = "objection_upheld"
 
 
+# What each reason means to the member who claimed, in a sentence (the API and the pages).
+REASON_FOR_MEMBERS = {
+    Reason.MALFORMED: "The application was incomplete or unreadable; please send it again.",
+    Reason.UNKNOWN_MEMBER: "We could not find this member in the plan.",
+    Reason.NOT_MEMBER_AT_DIAGNOSIS: "The illness was diagnosed when you were not in the plan.",
+    Reason.NOT_COVERED: "This illness is not one of the conditions the plan covers.",
+    Reason.DUPLICATE: "This application repeats one already received.",
+    Reason.INSIDE_WAITING_PERIOD: (
+        "The illness began inside the waiting period; the shares you paid are refunded."
+    ),
+    Reason.AGE_OUT_OF_PLAN: "At diagnosis your age was outside the plan's ages.",
+    Reason.ALREADY_PAID: "The plan pays each member once, and you have been paid.",
+    Reason.CRITERIA_NOT_MET: (
+        "A reviewer found the case outside the plan's definition; you may ask for a jury."
+    ),
+    Reason.NO_HOSPITAL_RECORD: "The hospital has no record of this diagnosis.",
+    Reason.NOT_CONFIRMED_BY_RECORDS: (
+        "The hospital's records do not confirm the diagnosis; you may ask for a jury."
+    ),
+    Reason.UNDISCLOSED_CONDITION: (
+        "The records show the illness before you joined; you may ask for a jury."
+    ),
+    Reason.OBJECTION_UPHELD: "A member's objection was upheld on re-review.",
+}
+
+
 class IllegalTransition(ValueError):
     pass
 

@@ -1,0 +1,1 @@
+"""The members' door: the HTTP API over the domain's services."""

@@ -1,0 +1,139 @@
+"""The members' API over real HTTP on loopback (uvicorn in a thread): public rules, a member's
+own claims and nobody else's, and tokens checked as the platform signs them."""
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from api.app import create_app
+from api.auth import NotConfigured, development_key, mint
+from broker.app import reconfigure
+from broker.settings import get_settings
+from tests.integration.scenario import CRITICAL, enrol, member, submission
+from tests.integration.test_disputes import claim_through_rules
+from tests.servers import free_port
+
+
+@contextmanager
+def serving() -> Iterator[httpx.Client]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def members(sqlite_stack):
+    enrol(
+        [
+            member("APPLICANT", CRITICAL, 35, joined_days_ago=400),
+            member("CHILD", CRITICAL, 8, joined_days_ago=400, payer="APPLICANT"),
+            member("OTHER", CRITICAL, 40, joined_days_ago=400),
+        ]
+    )
+    claim_through_rules(submission("mine", "APPLICANT", "C73"))
+    claim_through_rules(submission("childs", "CHILD", "C73"))
+
+
+def test_a_member_reads_their_claims_and_their_childs_but_no_one_elses(members):
+    own = bearer(mint(get_settings(), "APPLICANT", set()))
+    other = bearer(mint(get_settings(), "OTHER", set()))
+    with serving() as api:
+        assert api.get("/healthz").json() == {"status": "ok"}
+        [critical, *_] = api.get("/v1/plans").json()
+        assert (critical["code"], critical["waiting_days"], critical["fee_rate_percent"]) == (
+            CRITICAL,
+            90,
+            8.0,
+        )
+        mine = api.get("/v1/claims/mine", headers=own)
+        assert mine.status_code == 200
+        body = mine.json()
+        assert (body["state"], body["amount_fen"]) == ("scheduled", 30_000_000)
+        assert [e["to_state"] for e in body["history"]] == [
+            "received",
+            "under_review",
+            "approved",
+            "scheduled",
+        ]
+        assert api.get("/v1/claims/childs", headers=own).status_code == 200  # the payer
+        for path in ("/v1/claims/mine", "/v1/claims/childs", "/v1/claims/nothing"):
+            refused = api.get(path, headers=other)
+            # Another member's claim is not found, exactly like one that does not exist.
+            assert refused.status_code == 404, path
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["type"].endswith("/not-found")
+
+
+def token_with(**changes) -> str:
+    now = datetime.now(UTC)
+    claims = {"sub": "APPLICANT", "aud": "huzhu", "exp": now + timedelta(minutes=5)} | changes
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, development_key(get_settings()), algorithm="EdDSA")
+
+
+def test_tokens_expired_for_another_audience_unsigned_or_missing_are_refused(members):
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode(
+        {"sub": "APPLICANT", "aud": "huzhu", "exp": datetime.now(UTC) + timedelta(minutes=5)},
+        stranger,
+        algorithm="RS256",
+    )
+    refused = {
+        "none": {},
+        "garbage": bearer("not.a.token"),
+        "expired": bearer(token_with(exp=datetime.now(UTC) - timedelta(seconds=5))),
+        "other audience": bearer(token_with(aud="someone-else")),
+        "no subject": bearer(token_with(sub=None)),
+        "signed by a stranger": bearer(forged),
+    }
+    with serving() as api:
+        assert api.get("/v1/claims/mine", headers=bearer(token_with())).status_code == 200
+        for why, headers in refused.items():
+            answer = api.get("/v1/claims/mine", headers=headers)
+            assert answer.status_code == 401, why
+            assert answer.json()["type"].endswith("/unauthenticated"), why
+
+
+def test_the_fleet_trusts_the_platforms_key_and_never_a_development_key(postgres_stack, tmp_path):
+    with pytest.raises(NotConfigured, match="HUZHU_API_PUBLIC_KEY_FILE is not set"):
+        create_app()
+    with pytest.raises(NotConfigured, match="embedded default only"):
+        mint(get_settings(), "APPLICANT", set())
+    platform = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "platform.pem"
+    key_file.write_bytes(
+        platform.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    reconfigure(get_settings().model_copy(update={"api_public_key_file": key_file}))
+    enrol([member("APPLICANT", CRITICAL, 35, joined_days_ago=400)])
+    claim_through_rules(submission("mine", "APPLICANT", "C73"))
+    claims = {"sub": "APPLICANT", "aud": "huzhu", "exp": datetime.now(UTC) + timedelta(minutes=5)}
+    with serving() as api:
+        answer = api.get("/v1/claims/mine", headers=bearer(jwt.encode(claims, platform, "RS256")))
+        assert answer.status_code == 200 and answer.json()["state"] == "scheduled"
