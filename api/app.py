@@ -1,10 +1,13 @@
-"""The members' API (FastAPI): public plan rules, and each member's own claims. Handlers are a
+"""The members' API (FastAPI): public plan rules, and each member's own claims (submitted and
+followed). Handlers are a
 few lines around domain services; every error is RFC 9457 problem+json."""
 
-from typing import Annotated
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import jwt
-from fastapi import Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -15,11 +18,13 @@ from starlette.exceptions import HTTPException
 from api.auth import Caller, NotConfigured, caller_of, public_key
 from broker.database import engine
 from broker.settings import get_settings
+from broker.submit import submit_claim
 from domain.claims import REASON_FOR_MEMBERS, Reason
 from domain.db import transaction
 from domain.models import Member
 from domain.plans import load_plans
 from domain.services import claims as claim_service
+from domain.services import requests
 
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://huzhu.example/problems/"
@@ -45,6 +50,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, _on_invalid)
     app.add_exception_handler(HTTPException, _on_http)
     _routes(app)
+    _claims_routes(app)
     return app
 
 
@@ -89,6 +95,11 @@ class PlanRules(BaseModel):
     fee_rate_percent: float
     objection_days: int
     payout_days: int
+
+
+class Accepted(BaseModel):
+    submission_id: str
+    status_url: str
 
 
 class ClaimEvent(BaseModel):
@@ -140,7 +151,10 @@ def _routes(app: FastAPI) -> None:
                 view = claim_service.claim_history(session, submission_id)
             except claim_service.ClaimNotFound:
                 view = None
-            if view is None or not _may_read(session, who, view.claim.member_id):
+            if view is None or not (
+                _may_read(session, who, view.claim.member_id)
+                or requests.sent_by(session, who.member_ref, submission_id)
+            ):
                 # Another member's claim is not found either: existence is not leaked.
                 raise Problem(404, "not-found", "No such claim", f"no claim {submission_id}")
             found = view.claim
@@ -158,6 +172,57 @@ def _routes(app: FastAPI) -> None:
                     for e in view.events
                 ],
             )
+
+
+def _claims_routes(app: FastAPI) -> None:
+    @app.post("/v1/claims", status_code=202, responses={202: {"model": Accepted}})
+    def submit(
+        body: Annotated[dict[str, Any], Body()],
+        idempotency_key: Annotated[
+            str, Header(alias="Idempotency-Key", min_length=1, max_length=128)
+        ],
+        who: Annotated[Caller, Depends(caller)],
+        response: Response,
+    ) -> Accepted:
+        """Apply for aid: stored as sent, then reviewed by the workers. The same
+        Idempotency-Key with the same body answers the same; with another body, 422."""
+        raw = json.dumps(body, ensure_ascii=False, sort_keys=True)
+        with transaction(engine()) as session:
+            if not _may_claim_for(session, who, body.get("member_ref"), body.get("plan")):
+                raise Problem(
+                    422,
+                    "not-your-member",
+                    "You may claim for yourself and the members you pay for",
+                    "member_ref and plan must name your own membership or a dependant's",
+                )
+        submission_id = claim_service.submission_key(raw)
+
+        def remember(session: Session) -> None:
+            requests.remember(
+                session, who.member_ref, idempotency_key, raw.encode(), submission_id, _now()
+            )
+
+        try:
+            submit_claim(raw, also=remember)
+        except requests.KeyReused as error:
+            title = "The key was used for another request"
+            raise Problem(422, "idempotency-key-reused", title, str(error)) from None
+        location = f"/v1/claims/{submission_id}"
+        response.headers["Location"] = location
+        return Accepted(submission_id=submission_id, status_url=location)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _may_claim_for(session: Session, who: Caller, member_ref: object, plan: object) -> bool:
+    if not isinstance(member_ref, str) or not isinstance(plan, str):
+        return False
+    claimant = session.exec(
+        select(Member).where(Member.member_ref == member_ref, Member.plan == plan)
+    ).first()
+    return claimant is not None and _may_read(session, who, claimant.id)
 
 
 def _may_read(session: Session, who: Caller, member_id: int | None) -> bool:

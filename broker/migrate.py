@@ -28,3 +28,14 @@ def revision(engine: Engine, message: str) -> None:
     revision; revision(engine(), 'what changed')"`)."""
     with engine.begin() as connection:
         command.revision(_config(connection), message=message, autogenerate=True)
+
+
+def behind(engine: Engine) -> bool:
+    """Whether the database's schema is older than the code's newest migration."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+        heads = ScriptDirectory.from_config(_config(connection)).get_heads()
+    return set(current) != set(heads)

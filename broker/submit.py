@@ -1,9 +1,11 @@
 """The producer: store a submission, then send its claim chain (ids only in the messages)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from celery import chain
+from sqlmodel import Session
 
 from broker.app import app
 from broker.database import engine
@@ -33,13 +35,18 @@ def claim_chain(claim_id: int, start: str = "accept_claim") -> chain:
     )
 
 
-def submit_claim(raw: str, now: datetime | None = None) -> Submitted:
+def submit_claim(
+    raw: str, now: datetime | None = None, also: Callable[[Session], None] | None = None
+) -> Submitted:
     """Record one submission (its raw text, whatever it holds) and enqueue its chain once.
 
     The row is committed before the message is sent, so a worker always finds it; if the
-    send is lost, the periodic sweep sends the chain again.
+    send is lost, the periodic sweep sends the chain again. `also` writes in the same
+    transaction (the API's idempotency record).
     """
     with transaction(engine()) as session:
+        if also is not None:
+            also(session)
         claim_id, created = record_submission(session, raw, now or datetime.now(UTC))
     if created:
         claim_chain(claim_id).apply_async()

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from broker.database import engine, upgrade
 from broker.http import Unavailable
+from broker.migrate import behind
 from broker.submit import send_step, submit_claim
 from cli import operations
 from cli.demo import demo
@@ -488,19 +489,26 @@ app.command("forecast")(forecast_command)
 def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
 ) -> None:
-    """Serve the members' API (OpenAPI at /openapi.json, docs at /docs) on this machine's
-    database; on the embedded default its tokens are minted with `huzhu api token`."""
+    """Serve the members' API (OpenAPI at /openapi.json, docs at /docs). On the embedded
+    default a worker runs in this process and tokens are minted with `huzhu api token`."""
     import uvicorn
 
     from api.app import create_app
     from api.auth import NotConfigured
+    from broker.settings import get_settings
 
     try:
         served = create_app()
     except NotConfigured as error:
         fail(str(error), "set HUZHU_API_PUBLIC_KEY_FILE to the platform's public key (PEM)")
+    if behind(engine()):
+        fail("the database's schema is older than this version of Huzhu", "run `huzhu db upgrade`")
     console.print(f"serving the members' API on http://127.0.0.1:{port} (docs: /docs)")
-    uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
+    if not get_settings().embedded:  # the fleet's workers take the claims
+        uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
+        return
+    with operations.worker_in_this_process():  # the embedded default's one worker
+        uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
 
 
 @api_app.command("token")

@@ -325,3 +325,14 @@ class LedgerEntry(SQLModel, table=True):
     cycle_id: int | None = Field(default=None, foreign_key="sharingcycle.id", index=True)
     claim_id: int | None = Field(default=None, foreign_key="claim.id", sa_type=BigInteger)
     memo: str = Field(default="", max_length=200)
+
+
+class ApiRequest(SQLModel, table=True):
+    """A member's write through the API under their Idempotency-Key: the same key and body get
+    the same answer; the same key with another body is refused."""
+
+    member_ref: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=128)
+    body_sha256: str = Field(max_length=64)
+    submission_id: str = Field(max_length=128)
+    created_at: datetime = moment()

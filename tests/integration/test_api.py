@@ -1,6 +1,7 @@
 """The members' API over real HTTP on loopback (uvicorn in a thread): public rules, a member's
 own claims and nobody else's, and tokens checked as the platform signs them."""
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,12 +14,17 @@ import pytest
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.app import create_app
 from api.auth import NotConfigured, development_key, mint
 from broker.app import reconfigure
+from broker.database import engine
 from broker.settings import get_settings
+from domain.db import transaction
+from domain.services import claims as claim_service
 from tests.integration.scenario import CRITICAL, enrol, member, submission
+from tests.integration.support import wait_until
 from tests.integration.test_disputes import claim_through_rules
 from tests.servers import free_port
 
@@ -137,3 +143,58 @@ def test_the_fleet_trusts_the_platforms_key_and_never_a_development_key(postgres
     with serving() as api:
         answer = api.get("/v1/claims/mine", headers=bearer(jwt.encode(claims, platform, "RS256")))
         assert answer.status_code == 200 and answer.json()["state"] == "scheduled"
+
+
+def claim_body(submission_id: str, ref: str = "APPLICANT") -> dict:
+    return json.loads(submission(submission_id, ref, "C73"))
+
+
+def test_a_claim_sent_twice_under_one_key_is_one_claim_and_another_body_is_refused(stack, worker):
+    enrol(
+        [
+            member("APPLICANT", CRITICAL, 35, joined_days_ago=400),
+            member("OTHER", CRITICAL, 40, joined_days_ago=400),
+        ]
+    )
+    own = bearer(mint_for(stack, "APPLICANT"))
+    with serving() as api:
+        key = {"Idempotency-Key": "tap-1"}
+        first = api.post("/v1/claims", json=claim_body("app-1"), headers=own | key)
+        again = api.post("/v1/claims", json=claim_body("app-1"), headers=own | key)
+        assert first.status_code == again.status_code == 202, first.text
+        assert first.headers["location"] == again.headers["location"] == "/v1/claims/app-1"
+        other_body = api.post("/v1/claims", json=claim_body("app-2"), headers=own | key)
+        assert other_body.status_code == 422
+        assert other_body.json()["type"].endswith("/idempotency-key-reused")
+        for_someone_else = api.post(
+            "/v1/claims", json=claim_body("app-3", "OTHER"), headers=own | {"Idempotency-Key": "k3"}
+        )
+        assert for_someone_else.status_code == 422
+        no_key = api.post("/v1/claims", json=claim_body("app-4"), headers=own)
+        assert no_key.status_code == 422
+        assert no_key.json()["errors"][0]["field"] == "header.Idempotency-Key"
+
+        def scheduled():
+            answer = api.get("/v1/claims/app-1", headers=own).json()
+            return answer["state"] == "scheduled"
+
+        wait_until(scheduled, 60, "the claim reviewed by the worker")
+    with transaction(engine()) as session:
+        assert claim_service.counts_by_state(session) == {"scheduled": 1}
+
+
+def mint_for(stack, ref: str) -> str:
+    """The embedded default mints with its own key; the fleet test stands in for the platform
+    with a key of its own, configured as the platform's."""
+    if stack.name == "sqlite":
+        return mint(get_settings(), ref, set())
+    platform = Ed25519PrivateKey.generate()
+    key_file = stack.settings.data_dir / "platform.pem"
+    key_file.write_bytes(
+        platform.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    reconfigure(get_settings().model_copy(update={"api_public_key_file": key_file}))
+    claims = {"sub": ref, "aud": "huzhu", "exp": datetime.now(UTC) + timedelta(minutes=5)}
+    return jwt.encode(claims, platform, algorithm="EdDSA")
