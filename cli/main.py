@@ -502,7 +502,10 @@ def serve(
     except NotConfigured as error:
         fail(str(error), "set HUZHU_API_PUBLIC_KEY_FILE to the platform's public key (PEM)")
     if behind(engine()):
-        fail("the database's schema is older than this version of Huzhu", "run `huzhu db upgrade`")
+        fail(
+            "the database has no schema, or one older than this version of Huzhu",
+            "run `huzhu db upgrade`",
+        )
     console.print(f"serving the members' API on http://127.0.0.1:{port} (docs: /docs)")
     if not get_settings().embedded:  # the fleet's workers take the claims
         uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
