@@ -10,6 +10,12 @@ from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
 MISSING_TABLE = re.compile(r"no such table|relation .* does not exist|UndefinedTable")
+# The driver's words for a server it could not reach (psycopg) or a file it could not open
+# (SQLite); any other database error is not a set-up mistake and keeps its traceback.
+UNREACHABLE = re.compile(
+    r"connection failed|Connection refused|could not connect|could not translate host name"
+    r"|timeout expired|unable to open database file"
+)
 SCHEMA_HINT = (
     "run `huzhu db upgrade` to create the schema here, or `huzhu demo --keep DIR` and then "
     "`HUZHU_DATA_DIR=DIR huzhu …` to explore the demo's data"
@@ -52,7 +58,7 @@ def explain(error: BaseException) -> tuple[str, str] | None:
         database = _database(get_settings)
         if MISSING_TABLE.search(str(error.orig)):
             return f"the database at {database} has no Huzhu schema", SCHEMA_HINT
-        if isinstance(error, OperationalError):
+        if isinstance(error, OperationalError) and UNREACHABLE.search(str(error.orig)):
             return (
                 f"cannot reach the database at {database}: {_first_line(error.orig)}",
                 "start it, or point HUZHU_DATABASE_URL at one that runs",

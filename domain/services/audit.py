@@ -84,10 +84,11 @@ def audit(session: Session, now: datetime | None = None) -> AuditReport:
         + (_unpaid_past_deadline(session, now) if now else []),
     )
     report.claims = claim_counts(session)
+    paying = _cycles_paying(session)
     for cycle in cycles:
         result = CycleAudit(cycle.plan, cycle.id, str(cycle.announce_on))
         result.problems, outstanding = _check_cycle(
-            session, cycle, surplus_by_plan.get(cycle.plan, 0)
+            session, cycle, surplus_by_plan.get(cycle.plan, 0), paying
         )
         surplus_by_plan[cycle.plan] = cycle.surplus_out_fen
         outstanding_by_plan[cycle.plan] = outstanding_by_plan.get(cycle.plan, 0) + outstanding
@@ -95,7 +96,7 @@ def audit(session: Session, now: datetime | None = None) -> AuditReport:
     report.general += _receivables(session, outstanding_by_plan)
     balances = _balances(session)
     report.accounts = {name: accounts.natural_balance(name, b) for name, b in balances.items()}
-    report.general += _accounts(session, balances, cycles) + _cash_never_negative(session)
+    report.general += _accounts(session, balances, cycles, paying) + _cash_never_negative(session)
     report.attention = _attention(session)
     return report
 
@@ -238,9 +239,10 @@ def _expecter(problems: list[str]):
 
 
 def _check_cycle(
-    session: Session, cycle: SharingCycle, surplus_carried: int
+    session: Session, cycle: SharingCycle, surplus_carried: int, paying: set[int]
 ) -> tuple[list[str], int]:
-    """The cycle's problems, and what of its charges is still uncollected."""
+    """The cycle's problems, and what of its charges is still uncollected (`paying`: the cycles
+    whose patients are being paid)."""
     problems: list[str] = []
     expect = _expecter(problems)
 
@@ -282,7 +284,7 @@ def _check_cycle(
         problems.append(
             f"charges + subsidy + surplus in = {funds_in} but aid + fee + surplus out = {funds_out}"
         )
-    problems += _check_ledger(session, cycle, collected)
+    problems += _check_ledger(session, cycle, collected, paying)
     return problems, outstanding
 
 
@@ -330,7 +332,9 @@ def _check_charges(session: Session, cycle: SharingCycle) -> tuple[list[str], in
     return problems, collected, charged - collected
 
 
-def _check_ledger(session: Session, cycle: SharingCycle, collected: int) -> list[str]:
+def _check_ledger(
+    session: Session, cycle: SharingCycle, collected: int, paying: set[int]
+) -> list[str]:
     entries = {
         e.key: e
         for e in session.exec(select(LedgerEntry).where(LedgerEntry.cycle_id == cycle.id)).all()
@@ -345,7 +349,7 @@ def _check_ledger(session: Session, cycle: SharingCycle, collected: int) -> list
     booked = sum(e.amount_fen for e in debits)
     if booked != collected:
         problems.append(f"collected: ledger says {booked}, charges say {collected}")
-    problems += _cycle_payouts(session, cycle, entries)
+    problems += _cycle_payouts(session, cycle, entries, paying)
     pool_balance = 0
     for name, debit, credit, amount in ledger_movements(cycle):
         entry = entries.pop(f"cycle:{cycle.id}:{name}", None)
@@ -360,7 +364,9 @@ def _check_ledger(session: Session, cycle: SharingCycle, collected: int) -> list
     return problems
 
 
-def _cycle_payouts(session: Session, cycle: SharingCycle, entries: dict) -> list[str]:
+def _cycle_payouts(
+    session: Session, cycle: SharingCycle, entries: dict, paying: set[int]
+) -> list[str]:
     """The cycle's money out (taken from `entries`): the subsidy paid in by the platform, the
     platform's funding of what cash lacked, and the patients' payouts, each booked the right
     way; what the cycle still owes its patients is exactly its settled, unpaid cases."""
@@ -383,7 +389,7 @@ def _cycle_payouts(session: Session, cycle: SharingCycle, entries: dict) -> list
     funded = session.exec(
         select(LedgerEntry.amount_fen).where(LedgerEntry.key == subsidy_key)
     ).first()
-    if _has_payouts(session, cycle.id) and cycle.subsidy_fen and funded != cycle.subsidy_fen:
+    if cycle.id in paying and cycle.subsidy_fen and funded != cycle.subsidy_fen:
         problems.append(
             f"the platform paid {funded or 0} fen of its {cycle.subsidy_fen} fen subsidy into "
             "cash before the patients were paid"
@@ -411,7 +417,7 @@ def _balances(session: Session) -> dict[str, int]:
     return dict(sorted(balances.items()))
 
 
-def _accounts(session: Session, balances: dict[str, int], cycles) -> list[str]:
+def _accounts(session: Session, balances: dict[str, int], cycles, paying: set[int]) -> list[str]:
     """Each account of each plan against what the rows say it must hold."""
     problems = []
     plans = set(load_plans())
@@ -465,7 +471,7 @@ def _accounts(session: Session, balances: dict[str, int], cycles) -> list[str]:
         )
         expect(
             accounts.subsidy_due(plan),
-            sum(c.subsidy_fen for c in mine if not _has_payouts(session, c.id)),
+            sum(c.subsidy_fen for c in mine if c.id not in paying),
             "the subsidies of cycles whose patients are not yet being paid",
         )
         if balances.get(accounts.platform_funding(plan), 0) > 0:
@@ -489,15 +495,10 @@ def _collected(session: Session, plan: str) -> int:
     return int(live) + int(archived)
 
 
-def _has_payouts(session: Session, cycle_id: int) -> bool:
-    return (
-        session.exec(
-            select(Payout.id).where(
-                col(Payout.claim_id).in_(select(Claim.id).where(Claim.cycle_id == cycle_id))
-            )
-        ).first()
-        is not None
-    )
+def _cycles_paying(session: Session) -> set[int]:
+    """The cycles whose patients are being paid: they have payout rows."""
+    paying = select(Claim.cycle_id).join(Payout, col(Payout.claim_id) == Claim.id).distinct()
+    return {cycle_id for cycle_id in session.exec(paying) if cycle_id is not None}
 
 
 def _cash_never_negative(session: Session) -> list[str]:
@@ -587,6 +588,7 @@ def _unpaid_past_deadline(session: Session, now: datetime) -> list[str]:
             col(Claim.id).not_in(refused),
         )
     ).all()
+    days = {code: plan.payout_days for code, plan in load_plans().items()}
     refunds = session.exec(
         select(Payout.key, Payout.plan, Payout.created_at).where(
             Payout.purpose == "refund", Payout.status == PayoutStatus.PENDING
@@ -594,14 +596,14 @@ def _unpaid_past_deadline(session: Session, now: datetime) -> list[str]:
     ).all()
     return [
         f"claim {ref} was settled at {closed_at.isoformat()} and is still unpaid "
-        f"after {get_plan(plan).payout_days} days"
+        f"after {days[plan]} days"
         for ref, plan, closed_at in rows
-        if closed_at and now > closed_at + timedelta(days=get_plan(plan).payout_days)
+        if closed_at and now > closed_at + timedelta(days=days[plan])
     ] + [
         f"refund {key} is owed since {owed_since.isoformat()} and still unpaid "
-        f"after {get_plan(plan).payout_days} days"
+        f"after {days[plan]} days"
         for key, plan, owed_since in refunds
-        if now > owed_since + timedelta(days=get_plan(plan).payout_days)
+        if now > owed_since + timedelta(days=days[plan])
     ]
 
 

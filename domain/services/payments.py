@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, String, cast, literal, update
+from sqlalchemy import ColumnElement, String, case, cast, literal, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 from sqlmodel import insert as _insert
@@ -510,13 +510,13 @@ def claim_payout(session: Session, payout_id: int, now: datetime) -> Payout | No
 
 def account_balance(session: Session, account: str) -> int:
     """Debits less credits of one account."""
-    debits = select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
-        LedgerEntry.debit == account
+    signed = case(
+        (LedgerEntry.debit == account, LedgerEntry.amount_fen), else_=-LedgerEntry.amount_fen
     )
-    credits = select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
-        LedgerEntry.credit == account
+    balance = select(func.coalesce(func.sum(signed), 0)).where(
+        or_(LedgerEntry.debit == account, LedgerEntry.credit == account)
     )
-    return int(session.exec(debits).one()) - int(session.exec(credits).one())
+    return int(session.exec(balance).one())
 
 
 def available_cash(session: Session, payout: Payout) -> int:
