@@ -9,7 +9,7 @@ from domain.calendar import SHANGHAI, local_date
 from domain.claims import State
 from domain.disputes import objection_window
 from domain.illnesses import load_catalog
-from domain.models import Charge, Claim, Member, SharingCycle
+from domain.models import Charge, Claim, CycleStatus, Member, SharingCycle
 from domain.plans import Plan, get_plan
 
 SHOWN = [State.ANNOUNCED, State.OBJECTED, State.SETTLED, State.PAID]
@@ -67,3 +67,12 @@ def announced_cases(session: Session, cycle: SharingCycle) -> list[Case]:
             )
         )
     return cases
+
+
+def current_cycle(session: Session, plan_code: str) -> SharingCycle | None:
+    """The plan's latest published cycle: the one its 公示 shows."""
+    return session.exec(
+        select(SharingCycle)
+        .where(SharingCycle.plan == plan_code, SharingCycle.status != CycleStatus.OPEN)
+        .order_by(col(SharingCycle.announce_on).desc())
+    ).first()

@@ -1,16 +1,26 @@
 """Members' writes by Idempotency-Key: one key, one body, one answer."""
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlalchemy import text
+from sqlmodel import Session, delete, select
 
 from domain.models import ApiRequest
 from domain.services.store import insert_ignoring_duplicates
 
+# How long a key is remembered: after a day, a key may name a new request (published in the
+# API's docs). A resend of the same claim is still one claim, whatever the key: its submission
+# id comes from its text.
+KEY_LIFETIME = timedelta(hours=24)
+
 
 class KeyReused(ValueError):
     """The key was used before with another body."""
+
+
+class InFlight(RuntimeError):
+    """A request under this key is being handled right now."""
 
 
 def body_hash(body: bytes) -> str:
@@ -24,6 +34,14 @@ def remember(
     (its answer is given again); another body under the key is refused. Concurrent requests
     with one key meet at the primary key, and the second sees the first once it commits."""
     digest = body_hash(body)
+    _hold(session, member_ref, key)
+    session.exec(
+        delete(ApiRequest).where(
+            ApiRequest.member_ref == member_ref,
+            ApiRequest.key == key,
+            ApiRequest.created_at < now - KEY_LIFETIME,
+        )
+    )
     session.connection().execute(
         insert_ignoring_duplicates(session, ApiRequest).values(
             member_ref=member_ref,
@@ -41,6 +59,16 @@ def remember(
             f"Idempotency-Key {key!r} was used at {stored.created_at.isoformat()} for another "
             "request; use a new key for a new request"
         )
+
+
+def _hold(session: Session, member_ref: str, key: str) -> None:
+    """On PostgreSQL, a second request under a key still being handled is told so at once
+    rather than queued behind it (SQLite has one writer: requests never overlap there)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    lock = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))")
+    if not session.execute(lock, {"name": f"api:{member_ref}:{key}"}).scalar_one():
+        raise InFlight(f"a request under Idempotency-Key {key!r} is still being handled")
 
 
 def sent_by(session: Session, member_ref: str, submission_id: str) -> bool:

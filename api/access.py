@@ -1,0 +1,82 @@
+"""Who may see and do what: the caller from their bearer token, their own memberships and those
+they pay for, and the staff roles."""
+
+from collections.abc import Callable
+from typing import Annotated
+
+import jwt
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session, col, or_, select
+
+from api.auth import Caller, NotConfigured, caller_of
+from api.problems import Problem
+from broker.settings import get_settings
+from domain.models import Member
+
+bearer = HTTPBearer(auto_error=False, description="A token the platform signed for the member.")
+
+
+def caller(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    if credentials is None:
+        raise _unauthenticated("A bearer token is needed", "log in through the app")
+    try:
+        return caller_of(credentials.credentials, get_settings())
+    except (jwt.InvalidTokenError, NotConfigured) as error:
+        raise _unauthenticated("The token is not valid", str(error)) from None
+
+
+def _unauthenticated(title: str, detail: str) -> Problem:
+    # RFC 6750 §3: a 401 names the scheme (and, for a bad token, the error).
+    challenge = 'Bearer realm="huzhu"' + (', error="invalid_token"' if "valid" in title else "")
+    return Problem(401, "unauthenticated", title, detail, {"WWW-Authenticate": challenge})
+
+
+Member_ = Annotated[Caller, Depends(caller)]
+
+
+def with_role(role: str) -> Callable[[Caller], Caller]:
+    """A dependency that lets staff with `role` through and answers others 403."""
+
+    def check(who: Member_) -> Caller:
+        if role not in who.roles:
+            raise Problem(403, "forbidden", f"This needs the {role} role", "ask an operator")
+        return who
+
+    return check
+
+
+def memberships(session: Session, who: Caller) -> list[Member]:
+    """The caller's own member rows (one per plan), oldest first."""
+    return list(
+        session.exec(
+            select(Member).where(Member.member_ref == who.member_ref).order_by(col(Member.id))
+        ).all()
+    )
+
+
+def family(session: Session, who: Caller) -> list[Member]:
+    """The caller's memberships and those of the members they pay for."""
+    own = select(Member.id).where(Member.member_ref == who.member_ref)
+    return list(
+        session.exec(
+            select(Member)
+            .where(or_(col(Member.id).in_(own), col(Member.payer_id).in_(own)))
+            .order_by(col(Member.id))
+        ).all()
+    )
+
+
+def may_read(session: Session, who: Caller, member_id: int | None) -> bool:
+    """The member themselves, and the member who pays for them."""
+    if member_id is None:
+        return False
+    member = session.get(Member, member_id)
+    if member is None:
+        return False
+    if member.member_ref == who.member_ref:
+        return True
+    payer = session.get(Member, member.payer_id) if member.payer_id else None
+    return payer is not None and payer.member_ref == who.member_ref

@@ -1,0 +1,129 @@
+"""Members' claims: apply under an Idempotency-Key, then follow the claim to its decision."""
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Response
+from pydantic import BaseModel
+from sqlmodel import Session, select
+
+from api.access import Member_, may_read
+from api.auth import Caller
+from api.problems import Problem, not_found
+from broker.database import engine
+from broker.submit import submit_claim
+from domain.claims import REASON_FOR_MEMBERS, Reason
+from domain.db import transaction
+from domain.models import Member
+from domain.services import claims as claim_service
+from domain.services import requests
+
+router = APIRouter(tags=["claims"])
+
+
+class Accepted(BaseModel):
+    submission_id: str
+    status_url: str
+
+
+class ClaimEvent(BaseModel):
+    at: str
+    to_state: str
+    reason: str | None
+
+
+class ClaimStatus(BaseModel):
+    submission_id: str
+    plan: str | None
+    state: str
+    reason_code: str | None
+    reason: str | None
+    amount_fen: int | None
+    history: list[ClaimEvent]
+
+
+def reason_for_members(code: str | None) -> str | None:
+    return REASON_FOR_MEMBERS.get(Reason(code)) if code else None
+
+
+@router.get("/v1/claims/{submission_id}")
+def claim(submission_id: str, who: Member_) -> ClaimStatus:
+    """A claim's state, its reason in plain words, the amount and its history: for the
+    claimant and the member who pays for them (anyone else: 404)."""
+    with transaction(engine()) as session:
+        try:
+            view = claim_service.claim_history(session, submission_id)
+        except claim_service.ClaimNotFound:
+            view = None
+        if view is None or not (
+            may_read(session, who, view.claim.member_id)
+            or requests.sent_by(session, who.member_ref, submission_id)
+        ):
+            raise not_found(f"claim {submission_id}")
+        found = view.claim
+        return ClaimStatus(
+            submission_id=found.submission_id,
+            plan=found.plan,
+            state=found.state,
+            reason_code=found.reason_code,
+            reason=reason_for_members(found.reason_code),
+            amount_fen=found.amount_fen,
+            history=[
+                ClaimEvent(at=e.at.isoformat(), to_state=e.to_state, reason=e.reason)
+                for e in view.events
+            ],
+        )
+
+
+@router.post(
+    "/v1/claims",
+    status_code=202,
+    responses={409: {"description": "A request under this key is in flight"}},
+)
+def submit(
+    body: Annotated[dict[str, Any], Body()],
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)],
+    who: Member_,
+    response: Response,
+) -> Accepted:
+    """Apply for aid: stored as sent, then reviewed by the workers. The same Idempotency-Key
+    with the same body answers the same (one claim); with another body, 422; while the first
+    is still being handled, 409. A key is remembered for 24 hours."""
+    raw = json.dumps(body, ensure_ascii=False, sort_keys=True)
+    with transaction(engine()) as session:
+        if not _may_claim_for(session, who, body.get("member_ref"), body.get("plan")):
+            raise Problem(
+                422,
+                "not-your-member",
+                "You may claim for yourself and the members you pay for",
+                "member_ref and plan must name your own membership or a dependant's",
+            )
+    submission_id = claim_service.submission_key(raw)
+
+    def remember(session: Session) -> None:
+        now = datetime.now(UTC)
+        requests.remember(
+            session, who.member_ref, idempotency_key, raw.encode(), submission_id, now
+        )
+
+    try:
+        submit_claim(raw, also=remember)
+    except requests.KeyReused as error:
+        title = "The key was used for another request"
+        raise Problem(422, "idempotency-key-reused", title, str(error)) from None
+    except requests.InFlight as error:
+        title = "The request is still being handled"
+        raise Problem(409, "request-in-flight", title, str(error), {"Retry-After": "1"}) from None
+    location = f"/v1/claims/{submission_id}"
+    response.headers["Location"] = location
+    return Accepted(submission_id=submission_id, status_url=location)
+
+
+def _may_claim_for(session: Session, who: Caller, member_ref: object, plan: object) -> bool:
+    if not isinstance(member_ref, str) or not isinstance(plan, str):
+        return False
+    claimant = session.exec(
+        select(Member).where(Member.member_ref == member_ref, Member.plan == plan)
+    ).first()
+    return claimant is not None and may_read(session, who, claimant.id)

@@ -1,0 +1,193 @@
+"""Public endpoints (no token): health, the plans' rules, the current 公示 and closed cycles."""
+
+import hashlib
+import json
+from datetime import date
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+from sqlmodel import select
+
+from api.problems import Problem, not_found
+from broker.database import engine
+from domain.db import transaction
+from domain.models import CycleStatus, Member, SharingCycle
+from domain.plans import load_plans
+from domain.services import payments as payment_service
+from domain.services.announcements import announcement, current_cycle
+
+router = APIRouter()
+# A CDN may keep the 公示 a minute and serve it stale while it fetches the next: on
+# announcement day the members' reads land on the edge, not here.
+ANNOUNCEMENT_CACHE = "public, max-age=60, stale-while-revalidate=300"
+CLOSED_CYCLE_CACHE = "public, max-age=300"
+
+
+class PlanRules(BaseModel):
+    code: str
+    name_zh: str
+    name_en: str
+    join_ages: tuple[int, int]
+    exit_age: int
+    waiting_days: int
+    per_patient_cap_fen: int
+    annual_cap_fen: int
+    fee_rate_percent: float
+    objection_days: int
+    payout_days: int
+
+
+class PublicCase(BaseModel):
+    case_ref: str
+    status: str
+    masked_name: str
+    age: int
+    sex: str
+    province: str
+    illness: str
+    amount_fen: int
+    days_since_joining: int
+    shared_fen: int
+
+
+class Announcement(BaseModel):
+    plan: str
+    cycle_id: int
+    status: str
+    announce_on: date
+    charge_on: date
+    expected_share_fen: int
+    sharing_members: int
+    aid_fen: int
+    fee_fen: int
+    objections_from: str
+    objections_until: str
+    cases: list[PublicCase]
+
+
+class CycleFigures(BaseModel):
+    plan: str
+    cycle_id: int
+    status: str
+    announce_on: date
+    charge_on: date
+    sharing_members: int
+    cases: int
+    aid_fen: int
+    fee_fen: int
+    surplus_in_fen: int
+    surplus_out_fen: int
+    share_fen: int
+    subsidy_fen: int
+    charged_fen: int
+    collected_fen: int
+    outstanding_fen: int
+    paid_out_fen: int
+
+
+@router.get("/healthz", tags=["public"])
+def healthz() -> dict[str, str]:
+    """Answers once the database does."""
+    with transaction(engine()) as session:
+        session.exec(select(Member.id).limit(1)).first()
+    return {"status": "ok"}
+
+
+@router.get("/v1/plans", tags=["public"])
+def plans() -> list[PlanRules]:
+    """Every plan's rules as members see them."""
+    return [
+        PlanRules(
+            code=p.code,
+            name_zh=p.name_zh,
+            name_en=p.name_en,
+            join_ages=(p.min_join_age_years, p.max_join_age_years),
+            exit_age=p.exit_age_years,
+            waiting_days=p.waiting_days,
+            per_patient_cap_fen=p.per_patient_cap_fen,
+            annual_cap_fen=p.annual_cap_fen,
+            fee_rate_percent=p.fee_rate_bp / 100,
+            objection_days=p.objection_days,
+            payout_days=p.payout_days,
+        )
+        for p in load_plans().values()
+    ]
+
+
+def known_plan(plan: str) -> str:
+    if plan not in load_plans():
+        raise Problem(404, "unknown-plan", "No such plan", f"plans: {', '.join(load_plans())}")
+    return plan
+
+
+@router.get(
+    "/v1/plans/{plan}/announcement",
+    tags=["public"],
+    responses={304: {"description": "Not modified (If-None-Match)"}},
+)
+def current_announcement(plan: str, request: Request, response: Response) -> Announcement:
+    """The current 公示: the latest published cycle's masked cases, expected share and sharing
+    members, and the objection window. Cacheable: `ETag` and `Cache-Control`."""
+    with transaction(engine()) as session:
+        cycle = current_cycle(session, known_plan(plan))
+        if cycle is None:
+            raise Problem(404, "no-announcement", "Nothing announced yet", f"{plan} has no 公示")
+        page = announcement(session, cycle)
+    body = Announcement(
+        plan=plan,
+        cycle_id=cycle.id or 0,
+        status=cycle.status,
+        announce_on=cycle.announce_on,
+        charge_on=cycle.charge_on,
+        expected_share_fen=cycle.share_fen,
+        sharing_members=cycle.sharing_members,
+        aid_fen=cycle.aid_fen,
+        fee_fen=cycle.fee_fen,
+        objections_from=page.objections_from,
+        objections_until=page.objections_until,
+        cases=[PublicCase(**case.__dict__) for case in page.cases],
+    )
+    return _cached(body, request, response, ANNOUNCEMENT_CACHE)
+
+
+@router.get("/v1/plans/{plan}/cycles/{cycle_id}", tags=["public"])
+def closed_cycle(plan: str, cycle_id: int, request: Request, response: Response) -> CycleFigures:
+    """A closed cycle's figures: what was shared, charged, collected and paid out."""
+    with transaction(engine()) as session:
+        cycle = session.get(SharingCycle, cycle_id)
+        if cycle is None or cycle.plan != known_plan(plan):
+            raise not_found(f"cycle {cycle_id} of {plan}")
+        if cycle.status != CycleStatus.CLOSED:
+            raise Problem(404, "cycle-not-closed", "The cycle is not closed yet", cycle.status)
+        money = payment_service.money_figures(session, cycle_id)
+    body = CycleFigures(
+        plan=plan,
+        cycle_id=cycle_id,
+        status=cycle.status,
+        announce_on=cycle.announce_on,
+        charge_on=cycle.charge_on,
+        sharing_members=cycle.sharing_members,
+        cases=cycle.cases,
+        aid_fen=cycle.aid_fen,
+        fee_fen=cycle.fee_fen,
+        surplus_in_fen=cycle.surplus_in_fen,
+        surplus_out_fen=cycle.surplus_out_fen,
+        share_fen=cycle.share_fen,
+        subsidy_fen=cycle.subsidy_fen,
+        charged_fen=cycle.charged_fen,
+        collected_fen=money["collected_fen"],
+        outstanding_fen=money["outstanding_fen"],
+        paid_out_fen=money["paid_out_fen"],
+    )
+    return _cached(body, request, response, CLOSED_CYCLE_CACHE)
+
+
+def _cached(body: BaseModel, request: Request, response: Response, policy: str):
+    """The body with a strong ETag of its bytes; 304 when the client holds it already."""
+    encoded = json.dumps(body.model_dump(mode="json"), ensure_ascii=False, sort_keys=True)
+    tag = '"' + hashlib.sha256(encoded.encode()).hexdigest()[:32] + '"'
+    headers = {"ETag": tag, "Cache-Control": policy}
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    response.headers.update(headers)
+    return body
