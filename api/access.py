@@ -7,7 +7,7 @@ from typing import Annotated
 import jwt
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session
 
 from api.auth import Caller, NotConfigured, caller_of
 from api.problems import Problem
@@ -46,27 +46,6 @@ def with_role(role: str) -> Callable[[Caller], Caller]:
         return who
 
     return check
-
-
-def memberships(session: Session, who: Caller) -> list[Member]:
-    """The caller's own member rows (one per plan), oldest first."""
-    return list(
-        session.exec(
-            select(Member).where(Member.member_ref == who.member_ref).order_by(col(Member.id))
-        ).all()
-    )
-
-
-def family(session: Session, who: Caller) -> list[Member]:
-    """The caller's memberships and those of the members they pay for."""
-    own = select(Member.id).where(Member.member_ref == who.member_ref)
-    return list(
-        session.exec(
-            select(Member)
-            .where(or_(col(Member.id).in_(own), col(Member.payer_id).in_(own)))
-            .order_by(col(Member.id))
-        ).all()
-    )
 
 
 def may_read(session: Session, who: Caller, member_id: int | None) -> bool:

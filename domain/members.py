@@ -152,6 +152,23 @@ def join_refusal(plan: Plan, enrolment: Enrolment | Applicant) -> str | None:
     return None
 
 
+# Each refusal's code for the API, by the words of its message (the import reports the words;
+# members' apps branch on the code).
+REFUSAL_CODES = (
+    ("born after joining", "born-after-joining"),
+    ("joining ages", "age-outside-plan"),
+    ("health declaration", "health-declaration-not-passed"),
+    ("credit assessment", "credit-assessment-not-passed"),
+    ("already a member", "already-a-member"),
+    ("enrol them first", "payer-not-a-member"),
+    ("cut-off of a published cycle", "before-published-cutoff"),
+)
+
+
+def refusal_code(message: str) -> str:
+    return next((code for words, code in REFUSAL_CODES if words in message), "refused")
+
+
 def exit_refusal(exited_at: datetime | None, active_dependants: int) -> str | None:
     """Why a voluntary exit is refused, or None when it may go ahead."""
     if exited_at is not None:

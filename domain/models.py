@@ -54,7 +54,11 @@ def moment(nullable: bool = False, index: bool = False):
 
 
 class Member(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("plan", "member_ref"),)
+    __table_args__ = (
+        UniqueConstraint("plan", "member_ref"),
+        # A payer's family: exits (family first) and the member's card look them up.
+        Index("ix_member_payer_id", "payer_id", postgresql_where=text("payer_id IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=ID)
     member_ref: str = Field(max_length=64)
@@ -336,3 +340,13 @@ class ApiRequest(SQLModel, table=True):
     body_sha256: str = Field(max_length=64)
     submission_id: str = Field(max_length=128)
     created_at: datetime = moment()
+
+
+class DebitConsent(SQLModel, table=True):
+    """A member's auto-debit consent as given through the app: the text's version and the
+    moment; for a dependant, the payer's consent to pay their shares. No consent, no member."""
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True, sa_type=ID)
+    version: str = Field(max_length=32)
+    consented_at: datetime = moment()
+    given_by: str = Field(max_length=64)  # the member_ref of the account that pays

@@ -22,8 +22,9 @@ from domain.members import (
     ExitReason,
     exit_refusal,
     join_refusal,
+    refusal_code,
 )
-from domain.models import CycleStatus, Member, SharingCycle
+from domain.models import CycleStatus, DebitConsent, Member, MemberEvent, SharingCycle
 from domain.plans import get_plan, load_plans
 from domain.services.store import lock_plan
 
@@ -186,7 +187,12 @@ def _payer_ids(session: Session, refs: set[str]) -> dict[str, int]:
         return {}
     rows = session.exec(
         select(Member.member_ref, func.min(Member.id))
-        .where(col(Member.member_ref).in_(refs), col(Member.exited_at).is_(None))
+        .where(
+            # Every plan named, so that the (plan, member_ref) key finds them.
+            col(Member.plan).in_(list(load_plans())),
+            col(Member.member_ref).in_(refs),
+            col(Member.exited_at).is_(None),
+        )
         .group_by(Member.member_ref)
     ).all()
     return {ref: member_id for ref, member_id in rows}
@@ -606,6 +612,47 @@ def _in_background(
     finally:
         stop.set()
         thread.join()
+
+
+class Refused(ValueError):
+    """An applicant may not join; `code` names the rule, the message says it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = refusal_code(message)
+
+
+def enrol(session: Session, applicant: Enrolment, consent: str, given_by: str) -> Member:
+    """One member as the app enrols them: the import's rules, and the auto-debit consent (the
+    text's version, at the moment of joining) stored with them. Raises Refused."""
+    report = ImportReport()
+    import_batch(session, [(1, applicant)], report)
+    if report.refused:
+        raise Refused(report.refused[0][1])
+    member = session.exec(
+        select(Member).where(
+            Member.plan == applicant.plan, Member.member_ref == applicant.member_ref
+        )
+    ).one()
+    assert member.id is not None
+    session.add(
+        DebitConsent(
+            member_id=member.id,
+            version=consent,
+            consented_at=applicant.joined_at,
+            given_by=given_by,
+        )
+    )
+    how = "enrolled by " + given_by if given_by != applicant.member_ref else "joined"
+    session.add(
+        MemberEvent(
+            member_id=member.id,
+            at=applicant.joined_at,
+            kind="joined",
+            reason=f"{how} in the app; auto-debit consent {consent}",
+        )
+    )
+    return member
 
 
 def exit_member(session: Session, plan: str, member_ref: str, at: datetime) -> Member:

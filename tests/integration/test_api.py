@@ -2,19 +2,12 @@
 own claims and nobody else's, and tokens checked as the platform signs them."""
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.app import create_app
 from api.auth import NotConfigured, development_key, mint
@@ -23,32 +16,10 @@ from broker.database import engine
 from broker.settings import get_settings
 from domain.db import transaction
 from domain.services import claims as claim_service
+from tests.integration.api_support import bearer, serving
 from tests.integration.scenario import CRITICAL, enrol, member, submission
 from tests.integration.support import wait_until
 from tests.integration.test_disputes import claim_through_rules
-from tests.servers import free_port
-
-
-@contextmanager
-def serving() -> Iterator[httpx.Client]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -149,14 +120,16 @@ def claim_body(submission_id: str, ref: str = "APPLICANT") -> dict:
     return json.loads(submission(submission_id, ref, "C73"))
 
 
-def test_a_claim_sent_twice_under_one_key_is_one_claim_and_another_body_is_refused(stack, worker):
+def test_a_claim_sent_twice_under_one_key_is_one_claim_and_another_body_is_refused(
+    stack, worker, tokens
+):
     enrol(
         [
             member("APPLICANT", CRITICAL, 35, joined_days_ago=400),
             member("OTHER", CRITICAL, 40, joined_days_ago=400),
         ]
     )
-    own = bearer(mint_for(stack, "APPLICANT"))
+    own = tokens("APPLICANT")
     with serving() as api:
         key = {"Idempotency-Key": "tap-1"}
         first = api.post("/v1/claims", json=claim_body("app-1"), headers=own | key)
@@ -181,20 +154,3 @@ def test_a_claim_sent_twice_under_one_key_is_one_claim_and_another_body_is_refus
         wait_until(scheduled, 60, "the claim reviewed by the worker")
     with transaction(engine()) as session:
         assert claim_service.counts_by_state(session) == {"scheduled": 1}
-
-
-def mint_for(stack, ref: str) -> str:
-    """The embedded default mints with its own key; the fleet test stands in for the platform
-    with a key of its own, configured as the platform's."""
-    if stack.name == "sqlite":
-        return mint(get_settings(), ref, set())
-    platform = Ed25519PrivateKey.generate()
-    key_file = stack.settings.data_dir / "platform.pem"
-    key_file.write_bytes(
-        platform.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    reconfigure(get_settings().model_copy(update={"api_public_key_file": key_file}))
-    claims = {"sub": ref, "aud": "huzhu", "exp": datetime.now(UTC) + timedelta(minutes=5)}
-    return jwt.encode(claims, platform, algorithm="EdDSA")
