@@ -3,7 +3,7 @@ disputes and staff; every error is RFC 9457 problem+json."""
 
 from fastapi import FastAPI
 
-from api import claims, members, public
+from api import claims, disputes, members, public, staff
 from api.auth import public_key
 from api.problems import install
 from broker.settings import get_settings
@@ -14,6 +14,6 @@ def create_app() -> FastAPI:
     public_key(get_settings())  # NotConfigured on a fleet without the platform's key
     app = FastAPI(title="Huzhu members' API", version="1")
     install(app)
-    for module in (public, members, claims):
+    for module in (public, members, claims, disputes, staff):
         app.include_router(module.router)
     return app

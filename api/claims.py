@@ -1,13 +1,13 @@
 """Members' claims: apply under an Idempotency-Key, then follow the claim to its decision."""
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Response
 from pydantic import BaseModel
 from sqlmodel import Session, select
 
+from api import clock
 from api.access import Member_, may_read
 from api.auth import Caller
 from api.problems import Problem, not_found
@@ -102,13 +102,13 @@ def submit(
     submission_id = claim_service.submission_key(raw)
 
     def remember(session: Session) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         requests.remember(
             session, who.member_ref, idempotency_key, raw.encode(), submission_id, now
         )
 
     try:
-        submit_claim(raw, also=remember)
+        submit_claim(raw, clock.now(), also=remember)
     except requests.KeyReused as error:
         title = "The key was used for another request"
         raise Problem(422, "idempotency-key-reused", title, str(error)) from None

@@ -1,13 +1,14 @@
 """Members' own records: join (with the auto-debit consent), enrol family, leave, the member
 card and the charges of every cycle."""
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
+from api import clock
 from api.access import Member_
 from api.problems import Problem, not_found
 from broker.database import engine
@@ -185,7 +186,7 @@ def _enrol(body: Applicant, member_ref: str, payer_ref: str) -> MembershipView:
         sex=body.sex,
         province=body.province,
         name=body.name,
-        joined_at=datetime.now(UTC),
+        joined_at=clock.now(),
         payer_ref=payer_ref if payer_ref != member_ref else None,
         health_declaration=declared,
     )
@@ -250,7 +251,7 @@ def leave(body: ExitRequest, who: Member_) -> ExitAnswer:
         if not any(m.member_ref == member_ref and m.plan == body.plan for m in family):
             raise not_found(f"membership of {member_ref} in {body.plan}")
         try:
-            member = member_service.exit_member(session, body.plan, member_ref, _now())
+            member = member_service.exit_member(session, body.plan, member_ref, clock.now())
         except ValueError as error:
             raise Problem(409, "cannot-leave", "The exit is refused", str(error)) from None
         owed, cycles = statements.still_owed(session, member)
@@ -314,9 +315,5 @@ def my_charges(
     )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _today() -> date:
-    return local_date(_now())
+    return local_date(clock.now())

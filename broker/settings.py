@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # made in data_dir, which nothing else trusts.
     api_public_key_file: Path | None = None
     api_audience: str = "huzhu"
+    # Rehearsals only (the demo's data, the end-to-end tests): the API's clock runs this many
+    # days ahead, so that a member can join, see the waiting period pass and object in one
+    # sitting. Zero on the fleet; `huzhu serve` says so when it is not.
+    api_clock_offset_days: float = 0.0
 
     @property
     def embedded(self) -> bool:

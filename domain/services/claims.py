@@ -346,3 +346,11 @@ def evidence_request(session: Session, claim_id: int) -> EvidenceRequest | None:
     member_ref, icd10, diagnosed_on, joined_at = row
     assert icd10 and diagnosed_on
     return EvidenceRequest(member_ref, icd10, diagnosed_on, local_date(joined_at))
+
+
+def review_queue(session: Session, limit: int, after: int | None = None) -> list[Claim]:
+    """Claims waiting for a reviewer, oldest first (cursor: the last claim id seen)."""
+    query = select(Claim).where(Claim.state == State.NEEDS_REVIEW)
+    if after is not None:
+        query = query.where(Claim.id > after)
+    return list(session.exec(query.order_by(col(Claim.id)).limit(limit)).all())

@@ -363,3 +363,65 @@ def jury_cases(session: Session, case_id: int | None = None) -> list[tuple[JuryC
     if case_id is not None:
         query = query.where(JuryCase.id == case_id)
     return list(session.exec(query.order_by(col(JuryCase.id))).all())
+
+
+def objections_of(session: Session, member_ids: list[int]) -> list[tuple[Objection, str]]:
+    """The objections these members filed, newest first, with each case's submission id."""
+    return list(
+        session.exec(
+            select(Objection, Claim.submission_id)
+            .join(Claim, col(Claim.id) == Objection.claim_id)
+            .where(col(Objection.member_id).in_(member_ids))
+            .order_by(col(Objection.id).desc())
+        ).all()
+    )
+
+
+def open_juries(session: Session, plans: set[str], at: datetime) -> list[tuple[JuryCase, Claim]]:
+    """Juries still voting in these plans, soonest to close first."""
+    return list(
+        session.exec(
+            select(JuryCase, Claim)
+            .join(Claim, col(Claim.id) == JuryCase.claim_id)
+            .where(
+                JuryCase.status == "open",
+                col(JuryCase.closes_at) > at,
+                col(Claim.plan).in_(plans),
+            )
+            .order_by(col(JuryCase.closes_at))
+        ).all()
+    )
+
+
+def certify(session: Session, members: list[Member], right: int, passed: bool, at: datetime) -> int:
+    """Record a juror exam's result on each of the member's active rows; certify them if they
+    passed. Returns how many rows are certified now."""
+    active = [m for m in members if m.exited_at is None or m.exited_at > at]
+    for member in active:
+        if passed:
+            member.jury_certified = True
+            session.add(member)
+        assert member.id is not None
+        outcome = "passed" if passed else "not passed"
+        session.add(
+            MemberEvent(
+                member_id=member.id,
+                at=at,
+                kind="juror-exam",
+                reason=f"juror exam {outcome} with {right} right",
+            )
+        )
+    return sum(m.jury_certified for m in active)
+
+
+def open_objections(session: Session, limit: int) -> list[tuple[Objection, str]]:
+    """Objections waiting for a re-review, oldest first, with each case's submission id."""
+    return list(
+        session.exec(
+            select(Objection, Claim.submission_id)
+            .join(Claim, col(Claim.id) == Objection.claim_id)
+            .where(Objection.status == "open")
+            .order_by(col(Objection.id))
+            .limit(limit)
+        ).all()
+    )
