@@ -1,6 +1,7 @@
 # One image for every service of the fleet: the workers, beat, the schema migration, the
-# sandboxes and Flower (docker-compose.yml picks the command). No secret is baked in: the
-# database and broker URLs, passwords and Flower's credentials come from the environment.
+# sandboxes, the members' API and Flower (docker-compose.yml picks the command). No secret is
+# baked in: the database and broker URLs, passwords and Flower's credentials come from the
+# environment, and the platform's public key from a read-only mount.
 
 # --- build: install the project (not editable) into a virtual environment -------------------
 FROM python:3.11-slim AS build
@@ -14,12 +15,13 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 # Only what `pip install .` reads: the metadata (README.md is the package's long description)
-# and the five packages; tests, .git and local data stay out of the image.
+# and the six packages; tests, .git and local data stay out of the image.
 COPY pyproject.toml README.md ./
 COPY domain/ domain/
 COPY broker/ broker/
 COPY workers/ workers/
 COPY cli/ cli/
+COPY api/ api/
 COPY sandbox/ sandbox/
 # Flower and the RedBeat scheduler come with the project's dependencies.
 RUN pip install .

@@ -1,7 +1,8 @@
 """`huzhu fleet up`: the compose topology as local processes, for a machine without Docker.
 
-One worker per queue, exactly one beat, Flower, and the two sandboxes, against the configured
-database and broker; stopped together, workers first given time for a warm shutdown.
+One worker per queue, exactly one beat, the members' API, Flower, and the two sandboxes, against
+the configured database and broker; stopped together, workers first given time for a warm
+shutdown.
 """
 
 import ctypes
@@ -16,7 +17,7 @@ from typing import Annotated
 import typer
 
 from broker.database import upgrade
-from broker.settings import get_settings
+from broker.settings import Settings, get_settings
 from cli.output import console, fail, print_json, table
 
 fleet_app = typer.Typer(help="Run the worker fleet as local processes.", no_args_is_help=True)
@@ -34,9 +35,14 @@ WORKERS = {
 # Workers stop first: SIGTERM remapped to a cold shutdown gives running tasks the soft-shutdown
 # timeout (30 s), then hands their messages back; the rest of the fleet stops after.
 GRACE_SECONDS = 45
+# Several API processes, as in compose (which runs 4), so nothing works here that works in one
+# process only; two are enough on one machine.
+API_WORKERS = 2
 
 
-def _commands(flower_port: int, hospital_port: int, payments_port: int, sandboxes: bool) -> dict:
+def _commands(
+    flower_port: int, api_port: int, hospital_port: int, payments_port: int, sandboxes: bool
+) -> dict:
     python = sys.executable
     celery = [python, "-m", "celery", "-A", "workers"]
     commands = {
@@ -58,6 +64,10 @@ def _commands(flower_port: int, hospital_port: int, payments_port: int, sandboxe
         for queue, (concurrency, prefetch) in WORKERS.items()
     }
     commands["beat"] = [*celery, "beat", "-l", "info"]
+    commands["api"] = [
+        *(python, "-m", "uvicorn", "api.app:create_app", "--factory"),
+        *("--host", "127.0.0.1", "--port", str(api_port), "--workers", str(API_WORKERS)),
+    ]
     commands["flower"] = [
         *celery,
         "flower",
@@ -91,6 +101,7 @@ def _commands(flower_port: int, hospital_port: int, payments_port: int, sandboxe
 @fleet_app.command("up")
 def up(
     flower_port: Annotated[int, typer.Option(help="Flower's port on 127.0.0.1.")] = 5555,
+    api_port: Annotated[int, typer.Option(help="The members' API's port on 127.0.0.1.")] = 8000,
     hospital_port: Annotated[int, typer.Option(help="The hospital sandbox's port.")] = 8081,
     payments_port: Annotated[int, typer.Option(help="The payments sandbox's port.")] = 8082,
     sandboxes: Annotated[
@@ -109,6 +120,7 @@ def up(
         fail(
             "the fleet runs on PostgreSQL and Redis", "set HUZHU_DATABASE_URL and HUZHU_BROKER_URL"
         )
+    _check_api_key(settings)
     upgrade()
     env = dict(os.environ) | {"REMAP_SIGTERM": "SIGQUIT"}
     if sandboxes:
@@ -116,22 +128,37 @@ def up(
         env["HUZHU_PAYMENTS_URL"] = f"http://127.0.0.1:{payments_port}"
     logs = settings.data_dir / "fleet"
     logs.mkdir(parents=True, exist_ok=True)
+    commands = _commands(flower_port, api_port, hospital_port, payments_port, sandboxes)
     running = {
-        name: _start(command, env, logs / f"{name}.log")
-        for name, command in _commands(flower_port, hospital_port, payments_port, sandboxes).items()
+        name: _start(command, env, logs / f"{name}.log") for name, command in commands.items()
     }
     listing = [
         {"process": n, "pid": p.pid, "log": str(logs / f"{n}.log")} for n, p in running.items()
     ]
+    urls = {"flower": f"http://127.0.0.1:{flower_port}", "api": f"http://127.0.0.1:{api_port}"}
     if as_json:
-        print_json({"processes": listing, "flower": f"http://127.0.0.1:{flower_port}"})
+        print_json({"processes": listing, **urls})
     else:
         console.print(
             table("fleet", ["process", "pid", "log"], [list(r.values()) for r in listing])
         )
-        console.print(f"Flower: http://127.0.0.1:{flower_port}  (Ctrl-C stops the fleet)")
+        console.print(f"Flower: {urls['flower']}  API: {urls['api']}  (Ctrl-C stops the fleet)")
     sys.stdout.flush()
     _wait_then_stop(running)
+
+
+def _check_api_key(settings: Settings) -> None:
+    """The API on the fleet trusts only the platform's key: a missing or unreadable one would
+    stop the fleet a moment after it started, so it is refused before anything starts."""
+    from api.auth import public_key  # as in `huzhu serve`: only the commands that need it
+
+    hint = "export HUZHU_API_PUBLIC_KEY_FILE=<the platform's public key, PEM, Ed25519 or RSA>"
+    if not settings.api_public_key_file:
+        fail("HUZHU_API_PUBLIC_KEY_FILE is not set (the members' API checks tokens with it)", hint)
+    try:
+        public_key(settings)
+    except (OSError, ValueError) as error:
+        fail(f"cannot read the key in {settings.api_public_key_file}: {error}", hint)
 
 
 def _start(command: list[str], env: dict, log: Path) -> subprocess.Popen:

@@ -1,7 +1,8 @@
 """The compose fleet: docker-compose.yml as Docker Compose itself reads it, against the
 compose-spec JSON schema, and the properties the fleet relies on (one worker per queue, one beat,
-health checks, Flower behind auth, a durable Redis that never evicts). There is no Docker engine
-on this project's machines, so nothing is built or started: these tests read the files.
+health checks, Flower behind auth, a durable Redis that never evicts, the members' API on the
+platform's key). There is no Docker engine on this project's machines, so nothing is built or
+started: these tests read the files.
 
 Needs Debian's `docker-compose` (v1.29, which also ships the compose-spec schema) and the
 `jsonschema` and `pyyaml` packages. A missing docker-compose fails the tests, never skips them.
@@ -41,6 +42,8 @@ REQUIRED = {
     "REDIS_PASSWORD": "test-redis-secret",
     "POSTGRES_PASSWORD": "test-postgres-secret",
     "FLOWER_BASIC_AUTH": "tester:test-flower-secret",
+    # The host's file; inside the api container the setting names where it is mounted.
+    "HUZHU_API_PUBLIC_KEY_FILE": "/test-keys/platform-public.pem",
 }
 APP_ENV = {
     "HUZHU_DATABASE_URL": "postgresql+psycopg://huzhu:test-postgres-secret@postgres:5432/huzhu",
@@ -166,6 +169,14 @@ def container_ports(service: dict) -> set[int]:
         else:
             ports.add(int(port["target"]))
     return ports
+
+
+def host_ip(port: str | dict) -> str:
+    """The host address a port is published on (empty: every address)."""
+    if isinstance(port, dict):
+        return port.get("host_ip", "")
+    parts = port.split(":")
+    return parts[0] if len(parts) == 3 else ""
 
 
 def health_test(service: dict) -> str:
@@ -352,9 +363,9 @@ def test_every_app_service_gets_the_database_broker_and_outside_urls(config):
     app_services = {
         name: service
         for name, service in config["services"].items()
-        if celery_command(service) or name == "migrate"
+        if celery_command(service) or name in ("migrate", "api")
     }
-    assert {"migrate", "beat", "flower"} <= set(app_services)
+    assert {"migrate", "beat", "flower", "api"} <= set(app_services)
     for name, service in app_services.items():
         assert service["image"] == config["services"]["migrate"]["image"], name
         for key, value in APP_ENV.items():
@@ -388,6 +399,37 @@ def test_flower_requires_basic_auth_and_hides_task_arguments(config):
     db = option(command, "--db")
     assert db, "--db"
     assert mounts(flower).get(str(Path(db).parent)) in config["volumes"]
+
+
+def test_the_api_runs_uvicorn_workers_after_the_migration_and_checks_healthz(config):
+    api = config["services"]["api"]
+    command = api["command"]
+    assert command[:3] == ["uvicorn", "api.app:create_app", "--factory"]
+    assert int(option(command, "--workers")) > 1
+    assert option(command, "--host") == "0.0.0.0"
+    port = int(option(command, "--port"))
+    assert f"http://127.0.0.1:{port}/healthz" in health_test(api)
+    # Published on the host's loopback only: a proxy in front faces members.
+    assert api["ports"] and all(host_ip(p) == "127.0.0.1" for p in api["ports"])
+    assert port in container_ports(api)
+    needs = api["depends_on"]
+    assert needs["migrate"]["condition"] == "service_completed_successfully"
+    assert needs["postgres"]["condition"] == "service_healthy"
+    assert needs["redis"]["condition"] == "service_healthy"
+
+
+def test_the_api_reads_the_platforms_key_from_a_read_only_mount_of_the_required_file(config):
+    api = config["services"]["api"]
+    inside = api["environment"]["HUZHU_API_PUBLIC_KEY_FILE"]
+    [mount] = [v for v in api["volumes"] if v["target"] == inside]
+    assert mount["type"] == "bind" and mount["read_only"] is True
+    assert mount["source"] == REQUIRED["HUZHU_API_PUBLIC_KEY_FILE"]
+    volume = next(v for v in raw()["services"]["api"]["volumes"] if v["target"] == inside)
+    assert volume["source"].startswith("${HUZHU_API_PUBLIC_KEY_FILE:?")
+    # No other service is given the key, nor told where one is.
+    for name, service in config["services"].items():
+        if name != "api":
+            assert "HUZHU_API_PUBLIC_KEY_FILE" not in service.get("environment", {}), name
 
 
 def test_redis_keeps_an_append_only_file_never_evicts_and_needs_a_password(config):
@@ -447,6 +489,22 @@ def test_dockerfile_installs_the_project_as_a_non_root_user_without_secrets():
     )
     for package in ("flower", "celery-redbeat"):
         assert package in installs or package in dependencies, package
+
+
+def test_the_build_copies_every_package_pip_installs():
+    """The build stage copies the packages one by one, so a package left out of the COPY lines
+    is missing from the image (as api/ was) while `pip install .` still succeeds."""
+    lines = DOCKERFILE.read_text().splitlines()
+    copied = {
+        line.split()[1].rstrip("/")
+        for line in lines
+        if line.startswith("COPY ") and "--from" not in line
+    }
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    tops = {pattern.rstrip("*") for pattern in include}
+    assert tops <= copied, f"COPY them in the Dockerfile: {sorted(tops - copied)}"
 
 
 def test_the_image_installs_every_package_of_the_project():

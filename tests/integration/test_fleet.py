@@ -1,4 +1,5 @@
-"""The fleet as an operator starts it (`huzhu fleet up`), watched through Flower's HTTP API."""
+"""The fleet as an operator starts it (`huzhu fleet up`), watched through Flower's HTTP API, and
+the members' API it serves with the platform's key."""
 
 import asyncio
 import json
@@ -7,9 +8,15 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.integration.scenario import CLAIMS, CLOSE_AT, CRITICAL, PUBLISH_AT, membership
 from tests.integration.support import Stack, huzhu
@@ -26,11 +33,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class Fleet(NamedTuple):
+    flower: str
+    api: str
+
+
+def public_pem(key: Ed25519PrivateKey, path: Path) -> Path:
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return path
+
+
 @pytest.fixture
-def fleet(postgres_stack: Stack, tmp_path) -> Iterator[str]:
-    ports = {name: free_port() for name in ("flower", "hospital", "payments")}
+def platform_key() -> Ed25519PrivateKey:
+    """Stands in for the platform's signing key; the fleet is given its public half."""
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def fleet(postgres_stack: Stack, platform_key, tmp_path) -> Iterator[Fleet]:
+    ports = {name: free_port() for name in ("flower", "api", "hospital", "payments")}
     env = postgres_stack.env | {
         "FLOWER_BASIC_AUTH": ":".join(AUTH),
+        "HUZHU_API_PUBLIC_KEY_FILE": str(public_pem(platform_key, tmp_path / "platform.pem")),
         # An idle worker waits out the whole soft shutdown (30 s) when the fleet stops.
         "HUZHU_WORKER_SOFT_SHUTDOWN_TIMEOUT": "3",
     }
@@ -43,6 +71,7 @@ def fleet(postgres_stack: Stack, tmp_path) -> Iterator[str]:
         "up",
         "--json",
         f"--flower-port={ports['flower']}",
+        f"--api-port={ports['api']}",
         f"--hospital-port={ports['hospital']}",
         f"--payments-port={ports['payments']}",
     ]
@@ -55,7 +84,7 @@ def fleet(postgres_stack: Stack, tmp_path) -> Iterator[str]:
         }
     )
     try:
-        yield f"http://127.0.0.1:{ports['flower']}"
+        yield Fleet(f"http://127.0.0.1:{ports['flower']}", f"http://127.0.0.1:{ports['api']}")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0 or process.returncode == -signal.SIGTERM
@@ -77,7 +106,7 @@ async def poll(check, timeout: float, what: str):
 async def test_flower_sees_every_queue_the_chain_and_no_personal_data(
     postgres_stack, fleet, tmp_path
 ):
-    async with httpx.AsyncClient(base_url=fleet, auth=AUTH, timeout=10) as flower:
+    async with httpx.AsyncClient(base_url=fleet.flower, auth=AUTH, timeout=10) as flower:
 
         async def workers_online():
             workers = (await flower.get("/api/workers", params={"refresh": "1"})).json()
@@ -138,3 +167,32 @@ async def test_flower_sees_every_queue_the_chain_and_no_personal_data(
         metrics = await flower.get("/metrics")
         assert metrics.status_code == 200 and "flower_events_total" in metrics.text
         assert (await flower.get("/healthcheck")).text == "OK"
+
+
+async def test_the_api_answers_on_the_fleet_and_trusts_only_the_platforms_key(
+    postgres_stack, fleet, platform_key, tmp_path
+):
+    def token(key: Ed25519PrivateKey) -> dict[str, str]:
+        claims = {
+            "sub": "M0000001",
+            "aud": postgres_stack.settings.api_audience,
+            "exp": datetime.now(UTC) + timedelta(minutes=5),
+        }
+        return {"Authorization": f"Bearer {jwt.encode(claims, key, algorithm='EdDSA')}"}
+
+    async with httpx.AsyncClient(base_url=fleet.api, timeout=10) as api:
+
+        async def healthy():
+            return (await api.get("/healthz")).status_code == 200
+
+        await poll(healthy, 60, "the API answering /healthz")
+        printed, _ = json.JSONDecoder().raw_decode((tmp_path / "fleet.out").read_text())
+        assert (printed["api"], printed["flower"]) == (fleet.api, fleet.flower)
+        plans = await api.get("/v1/plans", headers=token(platform_key))
+        assert plans.status_code == 200
+        assert CRITICAL in {plan["code"] for plan in plans.json()}
+        assert (await api.get("/v1/claims/x")).status_code == 401
+        # The platform's token is accepted (no such claim), another key's is not.
+        assert (await api.get("/v1/claims/x", headers=token(platform_key))).status_code == 404
+        stranger = token(Ed25519PrivateKey.generate())
+        assert (await api.get("/v1/claims/x", headers=stranger)).status_code == 401
