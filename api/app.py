@@ -5,15 +5,25 @@ from fastapi import FastAPI
 
 from api import claims, disputes, members, public, staff
 from api.auth import public_key
-from api.problems import install
+from api.problems import RESPONSES, ProblemDetails, install
 from broker.settings import get_settings
 
 
 def create_app() -> FastAPI:
     """The API; refuses to start without a key to check members' tokens with."""
     public_key(get_settings())  # NotConfigured on a fleet without the platform's key
-    app = FastAPI(title="Huzhu members' API", version="1")
+    app = FastAPI(title="Huzhu members' API", version="1", responses=RESPONSES)
     install(app)
     for module in (public, members, claims, disputes, staff):
         app.include_router(module.router)
+    _declare_problems(app)
     return app
+
+
+def _declare_problems(app: FastAPI) -> None:
+    """The problem+json schema in the OpenAPI document (cached by FastAPI), which RESPONSES
+    refer to."""
+    schemas = app.openapi()["components"]["schemas"]
+    problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["ProblemDetails"] = problem

@@ -11,6 +11,7 @@ from api import clock
 from api.access import Member_, may_read
 from api.auth import Caller
 from api.problems import Problem, not_found
+from api.throttle import Throttled
 from broker.database import engine
 from broker.submit import submit_claim
 from domain.claims import REASON_FOR_MEMBERS, Reason
@@ -79,7 +80,7 @@ def claim(submission_id: str, who: Member_) -> ClaimStatus:
 @router.post(
     "/v1/claims",
     status_code=202,
-    responses={409: {"description": "A request under this key is in flight"}},
+    dependencies=Throttled,
 )
 def submit(
     body: Annotated[dict[str, Any], Body()],

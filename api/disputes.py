@@ -11,6 +11,7 @@ from api import clock
 from api.access import Member_, may_read
 from api.claims import reason_for_members
 from api.problems import Problem, not_found
+from api.throttle import Throttled
 from broker.database import engine
 from domain.announcements import mask_name
 from domain.calendar import age_on, local_date
@@ -101,7 +102,7 @@ class VoteCast(BaseModel):
     support: bool
 
 
-@router.post("/v1/cases/{case_ref}/objections", status_code=201)
+@router.post("/v1/cases/{case_ref}/objections", status_code=201, dependencies=Throttled)
 def object_to(case_ref: str, body: NewObjection, who: Member_, response: Response) -> Filed:
     """Object to a case on the 公示 (我有异议): once per member per case, inside the window."""
     now = clock.now()
@@ -147,7 +148,7 @@ def my_objections(who: Member_) -> list[ObjectionView]:
         return [objection_view(o, ref) for o, ref in disputes.objections_of(session, ids)]
 
 
-@router.post("/v1/claims/{submission_id}/jury", status_code=201)
+@router.post("/v1/claims/{submission_id}/jury", status_code=201, dependencies=Throttled)
 def ask_for_jury(submission_id: str, who: Member_) -> JuryAsked:
     """The applicant (or their payer) of a rejected claim asks for a jury of members."""
     with transaction(engine()) as session:
@@ -177,7 +178,7 @@ def juror_exam() -> Exam:
     )
 
 
-@router.post("/v1/me/juror-certification")
+@router.post("/v1/me/juror-certification", dependencies=Throttled)
 def take_exam(body: ExamAnswers, who: Member_) -> ExamResult:
     """Sit the juror exam; passing certifies the caller as a juror in every plan they are in."""
     result = mark_exam(load_terms(), body.answers)
@@ -222,7 +223,7 @@ def juries(who: Member_) -> list[OpenJury]:
         return found
 
 
-@router.post("/v1/juries/{jury_id}/votes", status_code=201)
+@router.post("/v1/juries/{jury_id}/votes", status_code=201, dependencies=Throttled)
 def vote(jury_id: int, body: Vote, who: Member_) -> VoteCast:
     """Vote once on an open jury: paying, 18 or older, certified, a member for 30 days, not the
     applicant or their family."""

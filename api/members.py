@@ -11,6 +11,7 @@ from sqlmodel import Session
 from api import clock
 from api.access import Member_
 from api.problems import Problem, not_found
+from api.throttle import Throttled
 from broker.database import engine
 from domain.calendar import local_date
 from domain.db import transaction
@@ -153,7 +154,7 @@ def terms() -> JoinTerms:
     )
 
 
-@router.post("/v1/enrolments", status_code=201)
+@router.post("/v1/enrolments", status_code=201, dependencies=Throttled)
 def join(body: Applicant, who: Member_, response: Response) -> MembershipView:
     """Join a plan. Refusals (ages, the health declaration, no consent, a member already)
     answer 422 (409 for a member already) with the coded reason."""
@@ -162,7 +163,7 @@ def join(body: Applicant, who: Member_, response: Response) -> MembershipView:
     return view
 
 
-@router.post("/v1/me/dependants", status_code=201)
+@router.post("/v1/me/dependants", status_code=201, dependencies=Throttled)
 def enrol_dependant(body: Dependant, who: Member_, response: Response) -> MembershipView:
     """Enrol a family member whose shares the caller pays (the caller's consent covers them)."""
     view = _enrol(body, body.member_ref, who.member_ref)
@@ -241,7 +242,7 @@ def me(who: Member_) -> MemberCard:
     )
 
 
-@router.post("/v1/me/exit")
+@router.post("/v1/me/exit", dependencies=Throttled)
 def leave(body: ExitRequest, who: Member_) -> ExitAnswer:
     """Leave a plan (or take a dependant out): effective at 00:00 the next day, family first;
     the answer says what is still owed and which announced cycles are still shared."""

@@ -3,10 +3,44 @@
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://huzhu.example/problems/"
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457: `type` names the reason (a URI per code), `detail` says what to do."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def _documented(description: str) -> dict:
+    schema = {"$ref": "#/components/schemas/ProblemDetails"}
+    return {"description": description, "content": {PROBLEM: {"schema": schema}}}
+
+
+# Declared on every operation, so that clients (and Schemathesis) know each error's shape.
+RESPONSES: dict[int | str, dict] = {
+    400: _documented("The request cannot be read"),
+    401: _documented("No valid bearer token (see WWW-Authenticate)"),
+    403: _documented("The caller lacks the staff role this needs"),
+    404: _documented("Not found, or not the caller's to see"),
+    409: _documented("In conflict with the record's state (already done, in flight)"),
+    422: _documented("The request is not valid, or a rule refuses it (the code in `type`)"),
+    429: _documented("Too many writes (see Retry-After)"),
+    500: _documented("A bug on our side; nothing was changed twice"),
+}
 
 
 class Problem(Exception):

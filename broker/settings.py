@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # made in data_dir, which nothing else trusts.
     api_public_key_file: Path | None = None
     api_audience: str = "huzhu"
+    # Each member's writes (join, claim, object, vote...) in a moving window, one rate in the
+    # `limits` library's notation, e.g. "60/minute".
+    api_write_limit: str = "60/minute"
     # Rehearsals only (the demo's data, the end-to-end tests): the API's clock runs this many
     # days ahead, so that a member can join, see the waiting period pass and object in one
     # sitting. Zero on the fleet; `huzhu serve` says so when it is not.

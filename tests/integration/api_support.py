@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
 
 from api.app import create_app
 from api.auth import mint
@@ -25,9 +26,10 @@ Tokens = Callable[..., dict[str, str]]
 
 
 @contextmanager
-def serving() -> Iterator[httpx.Client]:
+def serving(app: FastAPI | None = None) -> Iterator[httpx.Client]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), port=port, log_level="warning"))
+    config = uvicorn.Config(app or create_app(), port=port, log_level="critical")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -154,3 +154,43 @@ def test_a_claim_sent_twice_under_one_key_is_one_claim_and_another_body_is_refus
         wait_until(scheduled, 60, "the claim reviewed by the worker")
     with transaction(engine()) as session:
         assert claim_service.counts_by_state(session) == {"scheduled": 1}
+
+
+def test_writes_over_the_limit_are_answered_429_for_that_member_only(stack, tokens):
+    reconfigure(get_settings().model_copy(update={"api_write_limit": "3/minute"}))
+    enrol([member("BUSY", CRITICAL, 35), member("CALM", CRITICAL, 40)])
+    exam = {"answers": {"waiting": 1}}
+    with serving() as api:
+        for _ in range(3):
+            answer = api.post("/v1/me/juror-certification", json=exam, headers=tokens("BUSY"))
+            assert answer.status_code == 200, answer.text
+        over = api.post("/v1/me/juror-certification", json=exam, headers=tokens("BUSY"))
+        assert over.status_code == 429
+        assert over.json()["type"].endswith("/too-many-requests")
+        assert 1 <= int(over.headers["retry-after"]) <= 61
+        calm = api.post("/v1/me/juror-certification", json=exam, headers=tokens("CALM"))
+        assert calm.status_code == 200
+        assert api.get("/v1/me", headers=tokens("BUSY")).status_code == 200  # reads are not
+
+
+def test_a_bug_is_a_500_problem_without_a_stack_trace(sqlite_stack):
+    app = create_app()
+
+    def broken() -> None:
+        raise RuntimeError("a secret detail of member 吴小漫")
+
+    app.add_api_route("/broken", broken)
+    with serving(app) as api:
+        answer = api.get("/broken")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["type"].endswith("/internal")
+    assert "吴小漫" not in answer.text and "Traceback" not in answer.text
+
+
+def test_a_401_names_the_bearer_scheme(sqlite_stack):
+    with serving() as api:
+        missing = api.get("/v1/me")
+        bad = api.get("/v1/me", headers=bearer("not.a.token"))
+    assert missing.headers["www-authenticate"] == 'Bearer realm="huzhu"'
+    assert bad.headers["www-authenticate"] == 'Bearer realm="huzhu", error="invalid_token"'
