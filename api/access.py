@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 import jwt
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -18,14 +18,17 @@ bearer = HTTPBearer(auto_error=False, description="A token the platform signed f
 
 
 def caller(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
     if credentials is None:
         raise _unauthenticated("A bearer token is needed", "log in through the app")
     try:
-        return caller_of(credentials.credentials, get_settings())
+        who = caller_of(credentials.credentials, get_settings())
     except (jwt.InvalidTokenError, NotConfigured) as error:
         raise _unauthenticated("The token is not valid", str(error)) from None
+    request.state.member_ref = who.member_ref  # for the access log
+    return who
 
 
 def _unauthenticated(title: str, detail: str) -> Problem:

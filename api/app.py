@@ -2,8 +2,9 @@
 disputes and staff; every error is RFC 9457 problem+json."""
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from api import claims, disputes, members, public, staff
+from api import accesslog, claims, disputes, members, public, staff
 from api.auth import public_key
 from api.problems import RESPONSES, ProblemDetails, install
 from broker.settings import get_settings
@@ -14,6 +15,15 @@ def create_app() -> FastAPI:
     public_key(get_settings())  # NotConfigured on a fleet without the platform's key
     app = FastAPI(title="Huzhu members' API", version="1", responses=RESPONSES)
     install(app)
+    accesslog.install(app)
+    if origins := get_settings().api_cors_origins:  # off unless set: the app is not a browser page
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match"],
+            expose_headers=["ETag", "Location", "Retry-After"],
+        )
     for module in (public, members, claims, disputes, staff):
         app.include_router(module.router)
     _declare_problems(app)

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Each member's writes (join, claim, object, vote...) in a moving window, one rate in the
     # `limits` library's notation, e.g. "60/minute".
     api_write_limit: str = "60/minute"
+    # Origins allowed to call the API from a browser (CORS); none by default.
+    api_cors_origins: list[str] = []
     # Rehearsals only (the demo's data, the end-to-end tests): the API's clock runs this many
     # days ahead, so that a member can join, see the waiting period pass and object in one
     # sitting. Zero on the fleet; `huzhu serve` says so when it is not.

@@ -67,6 +67,7 @@ def _commands(
     commands["api"] = [
         *(python, "-m", "uvicorn", "api.app:create_app", "--factory"),
         *("--host", "127.0.0.1", "--port", str(api_port), "--workers", str(API_WORKERS)),
+        "--no-access-log",  # the API's own names the member and nothing personal
     ]
     commands["flower"] = [
         *celery,

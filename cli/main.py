@@ -507,11 +507,14 @@ def serve(
             "run `huzhu db upgrade`",
         )
     console.print(f"serving the members' API on http://127.0.0.1:{port} (docs: /docs)")
+    if offset := get_settings().api_clock_offset_days:
+        console.print(f"[yellow]rehearsal: the API's clock runs {offset:g} days ahead[/yellow]")
+    options = {"host": "127.0.0.1", "port": port, "log_level": "warning", "access_log": False}
     if not get_settings().embedded:  # the fleet's workers take the claims
-        uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(served, **options)
         return
     with operations.worker_in_this_process():  # the embedded default's one worker
-        uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(served, **options)
 
 
 @api_app.command("token")

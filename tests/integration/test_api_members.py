@@ -117,3 +117,16 @@ def test_the_card_and_the_charges_show_what_the_member_and_family_paid(stack, to
         assert figures["charged_fen"] == cycle.charged_fen and figures["cases"] == 1
         assert api.get(f"/v1/plans/{SENIOR}/cycles/{cycle.id}").status_code == 404
         assert api.get("/v1/me/charges?limit=0", headers=payer).status_code == 422
+
+
+def test_the_access_log_names_the_member_and_nothing_personal(sqlite_stack, caplog):
+    caplog.set_level("INFO", logger="huzhu.api.access")
+    with serving() as api:
+        assert api.post("/v1/enrolments", json=applicant(), headers=token("LOGGED")).is_success
+        assert api.get("/v1/me", headers=token("LOGGED")).is_success
+        assert api.get("/v1/plans").is_success
+    lines = [r.getMessage() for r in caplog.records if r.name == "huzhu.api.access"]
+    assert any(line.startswith("POST /v1/enrolments 201") for line in lines), lines
+    assert all("member=LOGGED" in line for line in lines if "/v1/me" in line)
+    assert any(line.startswith("GET /v1/plans 200") and "member=-" in line for line in lines)
+    assert not any(secret in " ".join(lines) for secret in ("吴小漫", "1990-05-01", "浙江"))
