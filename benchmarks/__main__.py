@@ -93,7 +93,7 @@ def memory(runs: dict[int, dict]) -> Result:
     )
 
 
-def show(results: list[Result]) -> None:
+def show(results: list[Result], endpoints: list[dict]) -> None:
     table = Table(title="Huzhu benchmarks (ratio = reference / figure)")
     for column in ("benchmark", "figure", "reference", "ratio", "goal", "met", "detail"):
         table.add_column(column, overflow="fold")
@@ -107,7 +107,28 @@ def show(results: list[Result]) -> None:
             "[green]yes[/]" if r.met else "[red]no[/]",
             r.detail,
         )
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    out.print(table)
+    if endpoints:
+        out.print(endpoint_table(endpoints))
+
+
+def endpoint_table(endpoints: list[dict]) -> Table:
+    """The API benchmark's endpoints, each on its own: throughput and latency under the load."""
+    table = Table(title="API endpoints (the same connections and count on each)")
+    table.add_column("endpoint", overflow="fold")
+    for column in ("requests", "req/s", "p50 ms", "p99 ms", "server CPU ms/req"):
+        table.add_column(column, justify="right")
+    for e in endpoints:
+        table.add_row(
+            e["endpoint"],
+            f"{e['requests']:,}",
+            f"{e['requests_per_s']:,.0f}",
+            f"{e['p50_ms']:.1f}",
+            f"{e['p99_ms']:.1f}",
+            f"{e['server_cpu_ms_per_request']:.2f}",
+        )
+    return table
 
 
 @app.command()
@@ -122,16 +143,24 @@ def main(
     sqlite_members: Annotated[int, typer.Option(help="membership to charge on SQLite")] = 1_000_000,
     import_members: Annotated[int, typer.Option(help="rows of the CSV import")] = 1_000_000,
     claims: Annotated[int, typer.Option(help="claims through the claim chain")] = 5_000,
+    api_requests: Annotated[
+        int, typer.Option(help="requests to each API endpoint and its reference")
+    ] = 10_000,
+    api_members: Annotated[
+        int, typer.Option(help="members behind the API's announcement (charged once)")
+    ] = 100_000,
     only: Annotated[
-        list[str], typer.Option(help="run only these: charging, sqlite, import, chain")
+        list[str], typer.Option(help="run only these: charging, sqlite, import, chain, api")
     ] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per result")] = False,
 ) -> None:
     """Run the benchmarks and print each figure, its reference, the ratio and the goal.
 
     Exit code 1 when a goal is not met."""
-    chosen = set(only) or {"charging", "sqlite", "import", "chain"}
+    chosen = set(only) or {"charging", "sqlite", "import", "chain", "api"}
     results: list[Result] = []
+    # The API benchmark's per-endpoint figures, by the result they belong to.
+    endpoints: dict[str, list[dict]] = {}
     if "charging" in chosen:
         runs = {}
         for count in sorted(members):
@@ -151,11 +180,20 @@ def main(
     if "chain" in chosen:
         console.print(f"{claims:,} claims through the chain …")
         results += [as_result(r) for r in module_json("chain", "--claims", str(claims))]
+    if "api" in chosen:
+        console.print(f"{api_requests:,} requests to each API endpoint and its reference …")
+        sizes = ("--requests", str(api_requests), "--members", str(api_members))
+        for row in module_json("api", *sizes):
+            results.append(as_result(row))
+            endpoints[row["benchmark"]] = row["endpoints"]
     if as_json:
         for result in results:
-            print(json.dumps(result.as_dict(), ensure_ascii=False))
+            row = result.as_dict()
+            if result.benchmark in endpoints:
+                row["endpoints"] = endpoints[result.benchmark]
+            print(json.dumps(row, ensure_ascii=False))
     else:
-        show(results)
+        show(results, [e for found in endpoints.values() for e in found])
     if not all(r.met for r in results):
         raise typer.Exit(1)
 

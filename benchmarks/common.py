@@ -80,17 +80,41 @@ def children_peak_rss_mb() -> float:
 
 
 @contextmanager
-def scratch_database(tag: str) -> Iterator[str]:
+def scratch_database(tag: str, admin_url: str = PG_ADMIN) -> Iterator[str]:
     """A fresh PostgreSQL database for one benchmark; yields its SQLAlchemy URL."""
     name = f"huzhu_bench_{tag}_{os.getpid()}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
-        base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
         try:
             yield f"{base}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def own_servers() -> Iterator[tuple[str, str]]:
+    """A PostgreSQL admin URL and a Redis URL to run on: HUZHU_BENCH_PG and HUZHU_BENCH_REDIS
+    when they are set (the tests pass their own servers), otherwise a PostgreSQL and a Redis of
+    this run's own, on free loopback ports in a temporary folder (tests/servers.py: fsync off,
+    as the tests run them), stopped at the end; never the machine's."""
+    from tests.servers import PostgresServer, RedisServer
+
+    postgres = None if "HUZHU_BENCH_PG" in os.environ else PostgresServer().start()
+    try:
+        cache = None if "HUZHU_BENCH_REDIS" in os.environ else RedisServer().start()
+        try:
+            yield (
+                postgres.admin_url if postgres else PG_ADMIN,
+                cache.url if cache else REDIS_URL,
+            )
+        finally:
+            if cache:
+                cache.stop()
+    finally:
+        if postgres:
+            postgres.stop()
 
 
 def empty_broker(settings: Settings) -> None:

@@ -45,3 +45,32 @@ def test_the_sqlite_goal_is_judged_on_the_median_of_three_runs():
     ratios = [float(r) for r in result["detail"].split("whose ratios were ")[1].split(", ")]
     assert len(ratios) == 3 and ratios == sorted(ratios)
     assert f"{result['ratio']:.2f}" == f"{ratios[1]:.2f}"
+
+
+def test_the_api_benchmark_measures_four_endpoints_on_one_uvicorn(postgres_admin, redis_url):
+    servers = {"HUZHU_BENCH_PG": postgres_admin, "HUZHU_BENCH_REDIS": redis_url}
+    command = ["--only", "api", "--api-requests", "200", "--api-members", "1100", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=os.environ | servers,
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: a goal missed at this toy size
+    reads, writes = [json.loads(line) for line in done.stdout.splitlines()]
+    assert reads["benchmark"].startswith("GET announcement (30 cases, 1,100 charges behind it)")
+    assert writes["benchmark"].startswith("POST /v1/claims")
+    for result in (reads, writes):
+        assert result["figure"] > 0 and result["reference"] > 0 and result["goal"] == 0.5
+        for endpoint in result["endpoints"]:
+            assert endpoint["requests"] == 160  # 200, less the warm-up's 40
+            assert 0 < endpoint["p50_ms"] <= endpoint["p99_ms"]
+            assert endpoint["requests_per_s"] > 0 and endpoint["server_cpu_ms_per_request"] > 0
+    assert [e["endpoint"] for e in reads["endpoints"] + writes["endpoints"]] == [
+        "GET /v1/plans/critical-illness/announcement",
+        "GET /bench/static (constant dict)",
+        "POST /v1/claims",
+        "POST /bench/reference (one row, one message)",
+    ]
