@@ -4,7 +4,7 @@ disputes and staff; every error is RFC 9457 problem+json."""
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import accesslog, claims, disputes, members, public, staff
+from api import accesslog, claims, disputes, members, public, staff, throttle
 from api.auth import public_key
 from api.problems import RESPONSES, ProblemDetails, install
 from broker.settings import get_settings
@@ -13,6 +13,7 @@ from broker.settings import get_settings
 def create_app() -> FastAPI:
     """The API; refuses to start without a key to check members' tokens with."""
     public_key(get_settings())  # NotConfigured on a fleet without the platform's key
+    throttle.limiter(get_settings())
     app = FastAPI(title="Huzhu members' API", version="1", responses=RESPONSES)
     install(app)
     accesslog.install(app)

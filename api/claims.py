@@ -13,7 +13,7 @@ from api.auth import Caller
 from api.problems import Problem, not_found
 from api.throttle import Throttled
 from broker.database import engine
-from broker.submit import submit_claim
+from broker.submit import Submitted, submit_claim
 from domain.claims import REASON_FOR_MEMBERS, Reason
 from domain.db import transaction
 from domain.models import Member
@@ -92,7 +92,11 @@ def submit(
     with the same body answers the same (one claim); with another body, 422; while the first
     is still being handled, 409. A key is remembered for 24 hours."""
     raw = json.dumps(body, ensure_ascii=False, sort_keys=True)
-    with transaction(engine()) as session:
+    submission_id = claim_service.submission_key(raw)
+    now = clock.now()
+
+    def check_and_remember(session: Session, submitted: Submitted) -> None:
+        # In the submission's transaction: a refusal leaves no claim behind.
         if not _may_claim_for(session, who, body.get("member_ref"), body.get("plan")):
             raise Problem(
                 422,
@@ -100,16 +104,20 @@ def submit(
                 "You may claim for yourself and the members you pay for",
                 "member_ref and plan must name your own membership or a dependant's",
             )
-    submission_id = claim_service.submission_key(raw)
-
-    def remember(session: Session) -> None:
-        now = clock.now()
+        if not submitted.created and not claim_service.same_text(session, submitted.claim_id, raw):
+            # Another application already has this id: never answer with (or for) it.
+            raise Problem(
+                409,
+                "submission-id-taken",
+                "This submission id belongs to another application",
+                "send the application with a new submission_id",
+            )
         requests.remember(
             session, who.member_ref, idempotency_key, raw.encode(), submission_id, now
         )
 
     try:
-        submit_claim(raw, clock.now(), also=remember)
+        submit_claim(raw, now, also=check_and_remember)
     except requests.KeyReused as error:
         title = "The key was used for another request"
         raise Problem(422, "idempotency-key-reused", title, str(error)) from None
@@ -127,4 +135,6 @@ def _may_claim_for(session: Session, who: Caller, member_ref: object, plan: obje
     claimant = session.exec(
         select(Member).where(Member.member_ref == member_ref, Member.plan == plan)
     ).first()
-    return claimant is not None and may_read(session, who, claimant.id)
+    if claimant is None:
+        return False
+    return claimant.member_ref == who.member_ref or may_read(session, who, claimant.id)

@@ -4,13 +4,13 @@ pass the juror exam and vote on juries (赔审团)."""
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from api import clock
 from api.access import Member_, may_read
 from api.claims import reason_for_members
-from api.problems import Problem, not_found
+from api.problems import MAX_ID, Problem, not_found
 from api.throttle import Throttled
 from broker.database import engine
 from domain.announcements import mask_name
@@ -224,7 +224,7 @@ def juries(who: Member_) -> list[OpenJury]:
 
 
 @router.post("/v1/juries/{jury_id}/votes", status_code=201, dependencies=Throttled)
-def vote(jury_id: int, body: Vote, who: Member_) -> VoteCast:
+def vote(jury_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: Vote, who: Member_) -> VoteCast:
     """Vote once on an open jury: paying, 18 or older, certified, a member for 30 days, not the
     applicant or their family."""
     with transaction(engine()) as session:

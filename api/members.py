@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from api import clock
 from api.access import Member_
-from api.problems import Problem, not_found
+from api.problems import MAX_CYCLE_ID, Problem, not_found
 from api.throttle import Throttled
 from broker.database import engine
 from domain.calendar import local_date
@@ -277,7 +277,9 @@ def leave(body: ExitRequest, who: Member_) -> ExitAnswer:
 @router.get("/v1/me/charges")
 def my_charges(
     who: Member_,
-    before: Annotated[int | None, Query(ge=1, description="A cycle id: older cycles only.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_CYCLE_ID, description="A cycle id: older cycles only.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=50, description="Cycles per page.")] = 12,
 ) -> ChargesPage:
     """Every cycle's charge of the caller and their family, newest first: the share and its

@@ -8,6 +8,10 @@ from starlette.exceptions import HTTPException
 
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://huzhu.example/problems/"
+# Ids as the database keeps them: cycles in a 32-bit column, the rest in 64 bits. A larger id
+# in a request is a 422, not a driver's overflow.
+MAX_CYCLE_ID = 2**31 - 1
+MAX_ID = 2**63 - 1
 
 
 class FieldError(BaseModel):
@@ -96,4 +100,4 @@ async def _on_http(_: Request, error: Exception) -> JSONResponse:
 async def _on_bug(_: Request, error: Exception) -> JSONResponse:
     # A 5xx is a bug: the member sees no stack trace, the log keeps it (no personal data in it,
     # as task arguments and records are ids).
-    return problem(500, "internal", "Something went wrong on our side", "it has been logged")
+    return problem(500, "internal", "Something went wrong on our side", "see the server's log")

@@ -2,14 +2,18 @@
 
 import hashlib
 import json
+import time
+from dataclasses import dataclass
 from datetime import date
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 from sqlmodel import select
 
-from api.problems import Problem, not_found
+from api.problems import MAX_CYCLE_ID, Problem, not_found
 from broker.database import engine
+from broker.settings import get_settings
 from domain.db import transaction
 from domain.models import CycleStatus, Member, SharingCycle
 from domain.plans import load_plans
@@ -125,15 +129,37 @@ def known_plan(plan: str) -> str:
     tags=["public"],
     responses={304: {"description": "Not modified (If-None-Match)"}},
 )
-def current_announcement(plan: str, request: Request, response: Response) -> Announcement:
+def current_announcement(plan: str, request: Request) -> Announcement:
     """The current 公示: the latest published cycle's masked cases, expected share and sharing
     members, and the objection window. Cacheable: `ETag` and `Cache-Control`."""
+    key = (get_settings().database, known_plan(plan))
+    held = _pages.get(key)
+    if held is None or held.expires < time.monotonic():
+        held = _Page(time.monotonic() + PAGE_FRESH_SECONDS, *_encoded(_announcement(plan)))
+        _pages[key] = held
+    return _answer(held.body, held.tag, request, ANNOUNCEMENT_CACHE)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class _Page:
+    expires: float
+    body: bytes
+    tag: str
+
+
+# Announcement day: every member opens the 公示 at once. Each API process builds the page at
+# most once per PAGE_FRESH_SECONDS (well inside what Cache-Control lets a CDN keep).
+PAGE_FRESH_SECONDS = 5.0
+_pages: dict[tuple[str, str], _Page] = {}
+
+
+def _announcement(plan: str) -> Announcement:
     with transaction(engine()) as session:
-        cycle = current_cycle(session, known_plan(plan))
+        cycle = current_cycle(session, plan)
         if cycle is None:
             raise Problem(404, "no-announcement", "Nothing announced yet", f"{plan} has no 公示")
         page = announcement(session, cycle)
-    body = Announcement(
+    return Announcement(
         plan=plan,
         cycle_id=cycle.id or 0,
         status=cycle.status,
@@ -147,11 +173,18 @@ def current_announcement(plan: str, request: Request, response: Response) -> Ann
         objections_until=page.objections_until,
         cases=[PublicCase(**case.__dict__) for case in page.cases],
     )
-    return _cached(body, request, response, ANNOUNCEMENT_CACHE)
 
 
-@router.get("/v1/plans/{plan}/cycles/{cycle_id}", tags=["public"])
-def closed_cycle(plan: str, cycle_id: int, request: Request, response: Response) -> CycleFigures:
+@router.get(
+    "/v1/plans/{plan}/cycles/{cycle_id}",
+    tags=["public"],
+    responses={304: {"description": "Not modified (If-None-Match)"}},
+)
+def closed_cycle(
+    plan: str,
+    cycle_id: Annotated[int, Path(ge=1, le=MAX_CYCLE_ID)],
+    request: Request,
+) -> CycleFigures:
     """A closed cycle's figures: what was shared, charged, collected and paid out."""
     with transaction(engine()) as session:
         cycle = session.get(SharingCycle, cycle_id)
@@ -179,15 +212,18 @@ def closed_cycle(plan: str, cycle_id: int, request: Request, response: Response)
         outstanding_fen=money["outstanding_fen"],
         paid_out_fen=money["paid_out_fen"],
     )
-    return _cached(body, request, response, CLOSED_CYCLE_CACHE)
+    return _answer(*_encoded(body), request, CLOSED_CYCLE_CACHE)  # type: ignore[return-value]
 
 
-def _cached(body: BaseModel, request: Request, response: Response, policy: str):
-    """The body with a strong ETag of its bytes; 304 when the client holds it already."""
-    encoded = json.dumps(body.model_dump(mode="json"), ensure_ascii=False, sort_keys=True)
-    tag = '"' + hashlib.sha256(encoded.encode()).hexdigest()[:32] + '"'
+def _encoded(body: BaseModel) -> tuple[bytes, str]:
+    """The body's bytes and a strong ETag of them."""
+    encoded = json.dumps(body.model_dump(mode="json"), ensure_ascii=False, sort_keys=True).encode()
+    return encoded, '"' + hashlib.sha256(encoded).hexdigest()[:32] + '"'
+
+
+def _answer(body: bytes, tag: str, request: Request, policy: str) -> Response:
+    """The bytes with their ETag and cache policy; 304 when the client holds them already."""
     headers = {"ETag": tag, "Cache-Control": policy}
     if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
-    response.headers.update(headers)
-    return body
+    return Response(body, media_type="application/json", headers=headers)

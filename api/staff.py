@@ -5,14 +5,14 @@ decide`). Reviewers see the case's medical facts; members never do."""
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from api import clock
 from api.access import with_role
 from api.auth import Caller
 from api.disputes import ObjectionView, objection_view
-from api.problems import Problem, not_found
+from api.problems import MAX_ID, Problem, not_found
 from broker.database import engine
 from broker.submit import send_step
 from domain.claims import Reason, State
@@ -60,7 +60,9 @@ class ObjectionDecision(BaseModel):
 @router.get("/claims")
 def waiting_claims(
     _: Reviewer,
-    after: Annotated[int | None, Query(ge=0, description="The last claim_id seen.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ID, description="The last claim_id seen.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[WaitingClaim]:
     """Claims the rules sent to a person (needs_review), oldest first."""
@@ -115,7 +117,9 @@ def waiting_objections(
 
 
 @router.post("/objections/{objection_id}/decision")
-def decide_objection(objection_id: int, body: ObjectionDecision, who: Reviewer) -> ObjectionView:
+def decide_objection(
+    objection_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: ObjectionDecision, who: Reviewer
+) -> ObjectionView:
     """Upheld, the case leaves the cycle with a reason; dismissed, it stays."""
     try:
         with transaction(engine()) as session:

@@ -27,6 +27,8 @@ def _limiter(broker: str, prefix: str) -> MovingWindowRateLimiter:
 
 
 def limiter(settings: Settings) -> MovingWindowRateLimiter:
+    """Made at start-up by create_app: `limits` imports its Redis client lazily, and two
+    threads doing so at once on a worker's first requests failed with a bogus version error."""
     return _limiter(settings.broker, settings.broker_key_prefix)
 
 

@@ -36,21 +36,22 @@ def claim_chain(claim_id: int, start: str = "accept_claim") -> chain:
 
 
 def submit_claim(
-    raw: str, now: datetime | None = None, also: Callable[[Session], None] | None = None
+    raw: str, now: datetime | None = None, also: Callable[[Session, Submitted], None] | None = None
 ) -> Submitted:
     """Record one submission (its raw text, whatever it holds) and enqueue its chain once.
 
     The row is committed before the message is sent, so a worker always finds it; if the
-    send is lost, the periodic sweep sends the chain again. `also` writes in the same
-    transaction (the API's idempotency record).
+    send is lost, the periodic sweep sends the chain again. `also` runs in the same
+    transaction once the row is there, and may refuse it by raising (the API's checks and its
+    idempotency record).
     """
     with transaction(engine()) as session:
+        submitted = Submitted(*record_submission(session, raw, now or datetime.now(UTC)))
         if also is not None:
-            also(session)
-        claim_id, created = record_submission(session, raw, now or datetime.now(UTC))
-    if created:
-        claim_chain(claim_id).apply_async()
-    return Submitted(claim_id, created)
+            also(session, submitted)
+    if submitted.created:
+        claim_chain(submitted.claim_id).apply_async()
+    return submitted
 
 
 def send_step(name: str, *args: object) -> None:

@@ -34,8 +34,16 @@ def announcement(session: Session, cycle: SharingCycle) -> Announcement:
 
 
 def announced_cases(session: Session, cycle: SharingCycle) -> list[Case]:
+    # What each case's member has shared so far: only their rows, found by each charged
+    # cycle's key (cycle, member), never a pass over every member's charges.
+    case_members = select(Claim.member_id).where(Claim.cycle_id == cycle.id)
+    charged = select(SharingCycle.id).where(
+        SharingCycle.plan == cycle.plan,
+        col(SharingCycle.status).in_([CycleStatus.CLOSING, CycleStatus.CLOSED]),
+    )
     shared = (
         select(Charge.member_id, func.sum(Charge.collected_fen).label("paid"))
+        .where(col(Charge.cycle_id).in_(charged), col(Charge.member_id).in_(case_members))
         .group_by(Charge.member_id)
         .subquery()
     )

@@ -259,6 +259,12 @@ def claim_history(session: Session, submission_id: str) -> ClaimView:
     return ClaimView(claim, list(events))
 
 
+def same_text(session: Session, claim_id: int, raw: str) -> bool:
+    """Whether the stored claim was submitted with exactly this text."""
+    stored = session.exec(select(Claim.raw).where(Claim.id == claim_id)).one()
+    return stored == raw.replace("\x00", "\\u0000")
+
+
 def counts_by_state(session: Session) -> dict[str, int]:
     rows = session.exec(select(Claim.state, func.count()).group_by(Claim.state)).all()
     return {state: count for state, count in rows}

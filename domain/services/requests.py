@@ -4,7 +4,7 @@ import hashlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, select
 
 from domain.models import ApiRequest
 from domain.services.store import insert_ignoring_duplicates
@@ -35,26 +35,29 @@ def remember(
     with one key meet at the primary key, and the second sees the first once it commits."""
     digest = body_hash(body)
     _hold(session, member_ref, key)
-    session.exec(
-        delete(ApiRequest).where(
-            ApiRequest.member_ref == member_ref,
-            ApiRequest.key == key,
-            ApiRequest.created_at < now - KEY_LIFETIME,
-        )
-    )
-    session.connection().execute(
-        insert_ignoring_duplicates(session, ApiRequest).values(
+    new = session.connection().execute(
+        insert_ignoring_duplicates(session, ApiRequest)
+        .values(
             member_ref=member_ref,
             key=key,
             body_sha256=digest,
             submission_id=submission_id,
             created_at=now,
         )
+        .returning(ApiRequest.key)
     )
+    if new.first() is not None:
+        return  # the usual case: a new key, one statement
     stored = session.exec(
-        select(ApiRequest).where(ApiRequest.member_ref == member_ref, ApiRequest.key == key)
+        select(ApiRequest)
+        .where(ApiRequest.member_ref == member_ref, ApiRequest.key == key)
+        .with_for_update()
     ).one()
-    if stored.body_sha256 != digest:
+    if stored.created_at < now - KEY_LIFETIME:
+        # Expired: the key now names this request.
+        stored.body_sha256, stored.submission_id, stored.created_at = digest, submission_id, now
+        session.add(stored)
+    elif stored.body_sha256 != digest:
         raise KeyReused(
             f"Idempotency-Key {key!r} was used at {stored.created_at.isoformat()} for another "
             "request; use a new key for a new request"

@@ -194,3 +194,20 @@ def test_a_401_names_the_bearer_scheme(sqlite_stack):
         bad = api.get("/v1/me", headers=bearer("not.a.token"))
     assert missing.headers["www-authenticate"] == 'Bearer realm="huzhu"'
     assert bad.headers["www-authenticate"] == 'Bearer realm="huzhu", error="invalid_token"'
+
+
+def test_another_applications_submission_id_is_refused_and_reveals_nothing(members):
+    other = bearer(mint(get_settings(), "OTHER", set()))
+    with serving() as api:
+        taken = api.post(
+            "/v1/claims", json=claim_body("mine", "OTHER"), headers=other | {"Idempotency-Key": "t"}
+        )
+        assert taken.status_code == 409, taken.text
+        assert taken.json()["type"].endswith("/submission-id-taken")
+        assert api.get("/v1/claims/mine", headers=other).status_code == 404
+        fresh = api.post(
+            "/v1/claims",
+            json=claim_body("own-1", "OTHER"),
+            headers=other | {"Idempotency-Key": "t"},
+        )
+        assert fresh.status_code == 202  # the refused request left the key unused
