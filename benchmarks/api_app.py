@@ -11,11 +11,9 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI
 from sqlalchemy import text
 
-from api import throttle
 from api.app import create_app
 from broker.app import app as celery
 from broker.database import engine
-from broker.settings import get_settings
 
 STATIC_PATH = "/bench/static"
 REFERENCE_PATH = "/bench/reference"
@@ -28,10 +26,6 @@ def create() -> FastAPI:
     """uvicorn's factory. Both reference routes are plain `def`, as the routes they stand
     beside are: each runs on the same thread pool, so the thread hop is on both sides."""
     served = create_app()
-    # Made now, not by the first writes: made lazily, two threads' first writes race to import
-    # redis inside `limits` (one sees the half-imported module, version "0.0.0", and the
-    # request is a 500). A bug of api/throttle.py, worked around here until it is fixed there.
-    throttle.limiter(get_settings())
 
     @served.get(STATIC_PATH, include_in_schema=False)
     def static() -> dict[str, Any]:
