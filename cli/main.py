@@ -79,7 +79,14 @@ OPTIONAL_COLUMNS = [
 ]
 PROGRESS_STEP = 1_000  # rows between two moves of the import's progress bar
 PlanOption = Annotated[str, typer.Option("--plan", help="Plan code, e.g. critical-illness.")]
-AtOption = Annotated[str, typer.Option("--at", help="The clock of the run, ISO 8601 with offset.")]
+AtOption = Annotated[
+    str,
+    typer.Option(
+        "--at",
+        help="The clock of the run, ISO 8601 with offset; `next`: the plan's next "
+        "announcement day (publish) or its announced cycle's charge day (close), 00:00 Shanghai.",
+    ),
+]
 WaitOption = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for the workers; 0 sends and returns.")
 ]
@@ -358,7 +365,7 @@ def cycle_publish(
     plan: PlanOption, at: AtOption, timeout: WaitOption = 60.0, as_json: bool = JSON_OPTION
 ) -> None:
     """Publish the announcement (what beat runs on the 7th and 21st), with an explicit clock."""
-    moment = parse_moment(at)
+    moment = operations.next_moment(_plan(plan), "publish") if at == "next" else parse_moment(at)
     if timeout <= 0:
         send_step("publish_announcements", _plan(plan), moment.isoformat())
         return _sent(as_json, plan, "publish_announcements")
@@ -370,7 +377,10 @@ def cycle_close(
     plan: PlanOption, at: AtOption, timeout: WaitOption = 300.0, as_json: bool = JSON_OPTION
 ) -> None:
     """Close the cycle whose charge day it is (what beat runs on the 14th and 28th)."""
-    moment = parse_moment(at)
+    try:
+        moment = operations.next_moment(_plan(plan), "close") if at == "next" else parse_moment(at)
+    except cycle_service.NothingToClose as error:
+        fail(str(error), "publish one first with `huzhu cycle publish --at next`")
     if timeout <= 0:
         send_step("close_cycle", _plan(plan), moment.isoformat())
         return _sent(as_json, plan, "close_cycle")
@@ -488,6 +498,14 @@ app.command("forecast")(forecast_command)
 @app.command("serve")
 def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    clock_at: Annotated[
+        str,
+        typer.Option(
+            "--clock-at",
+            help="Rehearsal: the API's clock starts at this moment (ISO 8601 with offset), "
+            "e.g. inside an announcement's objection week. Never on the fleet.",
+        ),
+    ] = "",
 ) -> None:
     """Serve the members' API (OpenAPI at /openapi.json, docs at /docs). On the embedded
     default a worker runs in this process and tokens are minted with `huzhu api token`."""
@@ -495,8 +513,11 @@ def serve(
 
     from api.app import create_app
     from api.auth import NotConfigured
-    from broker.settings import get_settings
+    from broker.settings import get_settings, use_settings
 
+    if clock_at:
+        ahead = (parse_moment(clock_at) - datetime.now(UTC)).total_seconds() / 86400
+        use_settings(get_settings().model_copy(update={"api_clock_offset_days": ahead}))
     try:
         served = create_app()
     except NotConfigured as error:
@@ -508,7 +529,7 @@ def serve(
         )
     console.print(f"serving the members' API on http://127.0.0.1:{port} (docs: /docs)")
     if offset := get_settings().api_clock_offset_days:
-        console.print(f"[yellow]rehearsal: the API's clock runs {offset:g} days ahead[/yellow]")
+        console.print(f"[yellow]rehearsal: the API's clock runs {offset:.1f} days ahead[/yellow]")
     options = {"host": "127.0.0.1", "port": port, "log_level": "warning", "access_log": False}
     if not get_settings().embedded:  # the fleet's workers take the claims
         uvicorn.run(served, **options)

@@ -5,22 +5,47 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from celery.worker import state as worker_state
+from sqlmodel import col, select
 
 from broker import payments
 from broker.app import QUEUES, app
 from broker.database import engine
 from broker.submit import send_step
 from cli.output import progress, wait_for
-from domain.calendar import announcement_day_on_or_before, local_date
+from domain.calendar import (
+    announcement_day_on_or_before,
+    local_date,
+    next_announcement_day,
+    start_of_day,
+)
 from domain.claims import WORKING
 from domain.db import transaction
 from domain.models import SharingCycle
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
 from domain.services import payments as payment_service
+
+
+def next_moment(plan: str, step: str) -> datetime:
+    """`--at next`: 00:00 Shanghai of the plan's next announcement day after its latest cycle
+    (publish), or of the charge day of its oldest announced cycle (close)."""
+    today = local_date(datetime.now(UTC))
+    with transaction(engine()) as session:
+        cycles = session.exec(
+            select(SharingCycle)
+            .where(SharingCycle.plan == plan)
+            .order_by(col(SharingCycle.announce_on))
+        ).all()
+    if step == "close":
+        due = [c for c in cycles if c.status == cycle_service.CycleStatus.ANNOUNCED]
+        if not due:
+            raise cycle_service.NothingToClose(f"{plan} has no announced cycle to close")
+        return start_of_day(due[0].charge_on)
+    after = max([today - timedelta(days=1)] + [c.announce_on for c in cycles])
+    return start_of_day(next_announcement_day(after))
 
 
 def publish_and_wait(plan: str, moment: datetime, timeout: float) -> SharingCycle:
