@@ -132,9 +132,10 @@ def submit(
 def _may_claim_for(session: Session, who: Caller, member_ref: object, plan: object) -> bool:
     if not isinstance(member_ref, str) or not isinstance(plan, str):
         return False
+    if member_ref == who.member_ref:  # the usual case: one's own claim, one keyed look-up
+        own = select(Member.id).where(Member.plan == plan, Member.member_ref == member_ref)
+        return session.exec(own).first() is not None
     claimant = session.exec(
-        select(Member).where(Member.member_ref == member_ref, Member.plan == plan)
+        select(Member.id).where(Member.plan == plan, Member.member_ref == member_ref)
     ).first()
-    if claimant is None:
-        return False
-    return claimant.member_ref == who.member_ref or may_read(session, who, claimant.id)
+    return claimant is not None and may_read(session, who, claimant)
