@@ -3,10 +3,10 @@
 import hashlib
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlmodel import Session, select
 
-from domain.models import ApiRequest
+from domain.models import ApiRequest, UTCDateTime
 from domain.services.store import insert_ignoring_duplicates
 
 # How long a key is remembered: after a day, a key may name a new request (published in the
@@ -34,20 +34,17 @@ def remember(
     (its answer is given again); another body under the key is refused. Concurrent requests
     with one key meet at the primary key, and the second sees the first once it commits."""
     digest = body_hash(body)
-    _hold(session, member_ref, key)
-    new = session.connection().execute(
-        insert_ignoring_duplicates(session, ApiRequest)
-        .values(
-            member_ref=member_ref,
-            key=key,
-            body_sha256=digest,
-            submission_id=submission_id,
-            created_at=now,
-        )
-        .returning(ApiRequest.key)
-    )
+    row = {
+        "member_ref": member_ref,
+        "key": key,
+        "body_sha256": digest,
+        "submission_id": submission_id,
+        "created_at": now,
+    }
+    new = session.connection().execute(_insert(session), row | {"lock": _lock_name(row)})
     if new.first() is not None:
         return  # the usual case: a new key, one statement
+    _hold(session, member_ref, key)  # not inserted: held by a request in flight, or taken
     stored = session.exec(
         select(ApiRequest)
         .where(ApiRequest.member_ref == member_ref, ApiRequest.key == key)
@@ -64,9 +61,34 @@ def remember(
         )
 
 
+def _lock_name(row: dict) -> str:
+    return f"api:{row['member_ref']}:{row['key']}"
+
+
+def _insert(session: Session):
+    """The key's row if absent. On PostgreSQL the same statement takes the key's advisory
+    lock, so that a second request under a key still being handled is told so at once (see
+    _hold) rather than queued behind it; SQLite has one writer, requests never overlap."""
+    if session.get_bind().dialect.name != "postgresql":
+        return (
+            insert_ignoring_duplicates(session, ApiRequest)
+            .values(**{c: bindparam(c) for c in COLUMNS})
+            .returning(ApiRequest.key)
+        )
+    return text(
+        f"INSERT INTO apirequest ({', '.join(COLUMNS)}) "
+        f"SELECT {', '.join(':' + c for c in COLUMNS)} "
+        "WHERE pg_try_advisory_xact_lock(hashtextextended(:lock, 0)) "
+        "ON CONFLICT DO NOTHING RETURNING key"
+    ).bindparams(bindparam("created_at", type_=UTCDateTime(timezone=True)))
+
+
+COLUMNS = ("member_ref", "key", "body_sha256", "submission_id", "created_at")
+
+
 def _hold(session: Session, member_ref: str, key: str) -> None:
-    """On PostgreSQL, a second request under a key still being handled is told so at once
-    rather than queued behind it (SQLite has one writer: requests never overlap there)."""
+    """Raise InFlight when another transaction holds the key's lock (PostgreSQL; taking it
+    again in this transaction, which may hold it already, succeeds)."""
     if session.get_bind().dialect.name != "postgresql":
         return
     lock = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))")

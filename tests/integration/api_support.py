@@ -49,8 +49,11 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def tokens(stack) -> Tokens:
-    """`tokens(member_ref, *roles)`: headers with a valid token for the stack under test."""
+def tokens(request) -> Tokens:
+    """`tokens(member_ref, *roles)`: headers with a valid token for the stack under test
+    (the test's `stack`, `postgres_stack` or `sqlite_stack`)."""
+    name = next(n for n in ("stack", "postgres_stack", "sqlite_stack") if n in request.fixturenames)
+    stack = request.getfixturevalue(name)
     if stack.name == "sqlite":
         return lambda ref, *roles: bearer(mint(get_settings(), ref, set(roles)))
     platform = Ed25519PrivateKey.generate()

@@ -5,6 +5,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -211,3 +212,26 @@ def test_another_applications_submission_id_is_refused_and_reveals_nothing(membe
             headers=other | {"Idempotency-Key": "t"},
         )
         assert fresh.status_code == 202  # the refused request left the key unused
+
+
+def test_a_request_still_in_flight_under_the_key_is_a_409(postgres_stack, tokens):
+    enrol([member("APPLICANT", CRITICAL, 35, joined_days_ago=400)])
+    own = tokens("APPLICANT")
+    url = postgres_stack.settings.database_url.replace("+psycopg", "")
+    with serving() as api, psycopg.connect(url) as in_flight:
+        # Another API worker handling the same member's key holds its lock until it commits.
+        in_flight.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("api:APPLICANT:tap-9",)
+        )
+        busy = api.post(
+            "/v1/claims", json=claim_body("app-9"), headers=own | {"Idempotency-Key": "tap-9"}
+        )
+        assert busy.status_code == 409 and busy.headers["retry-after"] == "1"
+        assert busy.json()["type"].endswith("/request-in-flight")
+        in_flight.rollback()
+        done = api.post(
+            "/v1/claims", json=claim_body("app-9"), headers=own | {"Idempotency-Key": "tap-9"}
+        )
+        assert done.status_code == 202, done.text
+    with transaction(engine()) as session:
+        assert claim_service.counts_by_state(session) == {"received": 1}  # no worker here
