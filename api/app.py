@@ -6,6 +6,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import accesslog, claims, disputes, members, public, staff, throttle
 from api.auth import public_key
+from api.bodylimit import BodyLimit
 from api.problems import RESPONSES, ProblemDetails, install
 from broker.settings import get_settings
 
@@ -15,7 +16,9 @@ def create_app() -> FastAPI:
     public_key(get_settings())  # NotConfigured on a fleet without the platform's key
     throttle.limiter(get_settings())
     app = FastAPI(title="Huzhu members' API", version="1", responses=RESPONSES)
+    app.state.pages = {}  # the 公示 pages built lately, by plan (see public.PAGE_FRESH_SECONDS)
     install(app)
+    app.add_middleware(BodyLimit)  # inside the access log, which records its refusals too
     accesslog.install(app)
     if origins := get_settings().api_cors_origins:  # off unless set: the app is not a browser page
         app.add_middleware(

@@ -10,13 +10,13 @@ from sqlmodel import Session, select
 from api import clock
 from api.access import Member_, may_read
 from api.auth import Caller
-from api.problems import Problem, not_found
+from api.problems import Problem, SubmissionRef, not_found
 from api.throttle import Throttled
 from broker.database import engine
 from broker.submit import Submitted, submit_claim
-from domain.claims import REASON_FOR_MEMBERS, Reason
+from domain.claims import CONTROL_CHARACTERS, REASON_FOR_MEMBERS, Reason, load_json
 from domain.db import transaction
-from domain.models import Member
+from domain.models import Claim, Member
 from domain.services import claims as claim_service
 from domain.services import requests
 
@@ -49,7 +49,7 @@ def reason_for_members(code: str | None) -> str | None:
 
 
 @router.get("/v1/claims/{submission_id}")
-def claim(submission_id: str, who: Member_) -> ClaimStatus:
+def claim(submission_id: SubmissionRef, who: Member_) -> ClaimStatus:
     """A claim's state, its reason in plain words, the amount and its history: for the
     claimant and the member who pays for them (anyone else: 404)."""
     with transaction(engine()) as session:
@@ -57,10 +57,7 @@ def claim(submission_id: str, who: Member_) -> ClaimStatus:
             view = claim_service.claim_history(session, submission_id)
         except claim_service.ClaimNotFound:
             view = None
-        if view is None or not (
-            may_read(session, who, view.claim.member_id)
-            or requests.sent_by(session, who.member_ref, submission_id)
-        ):
+        if view is None or not _may_follow(session, who, view.claim):
             raise not_found(f"claim {submission_id}")
         found = view.claim
         return ClaimStatus(
@@ -129,13 +126,35 @@ def submit(
     return Accepted(submission_id=submission_id, status_url=location)
 
 
-def _may_claim_for(session: Session, who: Caller, member_ref: object, plan: object) -> bool:
-    if not isinstance(member_ref, str) or not isinstance(plan, str):
+def _may_follow(session: Session, who: Caller, claim: Claim) -> bool:
+    """The claimant and their payer. A claim intake could not match to a member (malformed)
+    is followed by whoever may claim for the member its text names, if that membership was
+    there when the claim came in: enrolling someone later opens none of their old claims."""
+    if claim.member_id is not None:
+        return may_read(session, who, claim.member_id)
+    sent, _ = load_json(claim.raw)
+    if not isinstance(sent, dict):
         return False
-    if member_ref == who.member_ref:  # the usual case: one's own claim, one keyed look-up
-        own = select(Member.id).where(Member.plan == plan, Member.member_ref == member_ref)
-        return session.exec(own).first() is not None
+    claimant = _claimant(session, who, sent.get("member_ref"), sent.get("plan"))
+    return claimant is not None and claimant.joined_at <= claim.received_at
+
+
+def _may_claim_for(session: Session, who: Caller, member_ref: object, plan: object) -> bool:
+    return _claimant(session, who, member_ref, plan) is not None
+
+
+def _claimant(session: Session, who: Caller, member_ref: object, plan: object) -> Member | None:
+    """The membership `member_ref` and `plan` name, if the caller may claim for it: their own
+    or a dependant's."""
+    if not (isinstance(member_ref, str) and isinstance(plan, str)):
+        return None
+    if CONTROL_CHARACTERS.search(member_ref + plan):  # a NUL cannot even be looked up
+        return None
     claimant = session.exec(
-        select(Member.id).where(Member.plan == plan, Member.member_ref == member_ref)
+        select(Member).where(Member.plan == plan, Member.member_ref == member_ref)
     ).first()
-    return claimant is not None and may_read(session, who, claimant)
+    if claimant is None:
+        return None
+    if member_ref == who.member_ref or may_read(session, who, claimant.id):
+        return claimant
+    return None

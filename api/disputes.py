@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from api import clock
 from api.access import Member_, may_read
 from api.claims import reason_for_members
-from api.problems import MAX_ID, Problem, not_found
+from api.problems import MAX_ID, Problem, SubmissionRef, not_found
 from api.throttle import Throttled
 from broker.database import engine
 from domain.announcements import mask_name
@@ -103,7 +103,9 @@ class VoteCast(BaseModel):
 
 
 @router.post("/v1/cases/{case_ref}/objections", status_code=201, dependencies=Throttled)
-def object_to(case_ref: str, body: NewObjection, who: Member_, response: Response) -> Filed:
+def object_to(
+    case_ref: SubmissionRef, body: NewObjection, who: Member_, response: Response
+) -> Filed:
     """Object to a case on the 公示 (我有异议): once per member per case, inside the window."""
     now = clock.now()
     with transaction(engine()) as session:
@@ -149,7 +151,7 @@ def my_objections(who: Member_) -> list[ObjectionView]:
 
 
 @router.post("/v1/claims/{submission_id}/jury", status_code=201, dependencies=Throttled)
-def ask_for_jury(submission_id: str, who: Member_) -> JuryAsked:
+def ask_for_jury(submission_id: SubmissionRef, who: Member_) -> JuryAsked:
     """The applicant (or their payer) of a rejected claim asks for a jury of members."""
     with transaction(engine()) as session:
         try:

@@ -5,7 +5,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
 
 from api import clock
@@ -15,7 +15,7 @@ from api.throttle import Throttled
 from broker.database import engine
 from domain.calendar import local_date
 from domain.db import transaction
-from domain.members import Enrolment
+from domain.members import Enrolment, MemberRef, Name, Province
 from domain.models import Member
 from domain.plans import PlanCode
 from domain.services import members as member_service
@@ -23,7 +23,8 @@ from domain.services import statements
 from domain.terms import consent_refusal, health_declaration, load_terms
 
 router = APIRouter(tags=["members"])
-Text = Annotated[str, Field(min_length=1, max_length=32)]
+# Refusals that name a member who exists already; the others are the applicant's to change.
+CONFLICTS = {"already-a-member", "member-ref-taken"}
 
 
 class Question(BaseModel):
@@ -47,11 +48,13 @@ class Consent(BaseModel):
 
 
 class Applicant(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True)  # as the import reads its rows
+
     plan: PlanCode
     birth_date: date
     sex: Literal["M", "F"]
-    province: Text
-    name: Annotated[str, Field(max_length=100)] | None = None
+    province: Province
+    name: Name | None = None
     health_answers: dict[str, bool] = Field(
         description="Each health question's id (GET /v1/terms) and the answer; any yes refuses."
     )
@@ -59,7 +62,9 @@ class Applicant(BaseModel):
 
 
 class Dependant(Applicant):
-    member_ref: Annotated[str, Field(min_length=1, max_length=64)]
+    member_ref: MemberRef = Field(
+        description="The family member's own id on the platform (the one their token carries)."
+    )
 
 
 class DebitMandate(BaseModel):
@@ -180,22 +185,28 @@ def _enrol(body: Applicant, member_ref: str, payer_ref: str) -> MembershipView:
     except ValueError as error:
         title = "Answer every question"
         raise Problem(422, "health-declaration-incomplete", title, str(error)) from None
-    applicant = Enrolment(
-        member_ref=member_ref,
-        plan=body.plan,
-        birth_date=body.birth_date,
-        sex=body.sex,
-        province=body.province,
-        name=body.name,
-        joined_at=clock.now(),
-        payer_ref=payer_ref if payer_ref != member_ref else None,
-        health_declaration=declared,
-    )
+    try:
+        applicant = Enrolment(
+            member_ref=member_ref,
+            plan=body.plan,
+            birth_date=body.birth_date,
+            sex=body.sex,
+            province=body.province,
+            name=body.name,
+            joined_at=clock.now(),
+            payer_ref=payer_ref if isinstance(body, Dependant) else None,
+            health_declaration=declared,
+        )
+    except ValidationError as error:  # the token's member_ref: the body's fields passed already
+        problem = error.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        detail = f"{field}: {problem['msg']}"
+        raise Problem(422, "invalid-field", "A field is invalid", detail) from None
     with transaction(engine()) as session:
         try:
             member = member_service.enrol(session, applicant, found.consent_version, payer_ref)
         except member_service.Refused as error:
-            status = 409 if error.code == "already-a-member" else 422
+            status = 409 if error.code in CONFLICTS else 422
             raise Problem(status, error.code, "You cannot join", str(error)) from None
         return _view(session, member)
 

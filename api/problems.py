@@ -1,6 +1,8 @@
 """Errors as RFC 9457 problem+json: a `type` URI per reason, a title, a detail, the fields."""
 
-from fastapi import FastAPI, Request
+from typing import Annotated
+
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -12,6 +14,9 @@ PROBLEM_BASE = "https://huzhu.example/problems/"
 # in a request is a 422, not a driver's overflow.
 MAX_CYCLE_ID = 2**31 - 1
 MAX_ID = 2**63 - 1
+# A claim's submission id in a path, as intake keeps them: no control characters (PostgreSQL
+# cannot compare a NUL at all), so `a%00b` is a 422 like any malformed id, never a 500.
+SubmissionRef = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class FieldError(BaseModel):
@@ -41,6 +46,7 @@ RESPONSES: dict[int | str, dict] = {
     403: _documented("The caller lacks the staff role this needs"),
     404: _documented("Not found, or not the caller's to see"),
     409: _documented("In conflict with the record's state (already done, in flight)"),
+    413: _documented("The request body is too large"),
     422: _documented("The request is not valid, or a rule refuses it (the code in `type`)"),
     429: _documented("Too many writes (see Retry-After)"),
     500: _documented("A bug on our side; nothing was changed twice"),

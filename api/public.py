@@ -13,7 +13,6 @@ from sqlmodel import select
 
 from api.problems import MAX_CYCLE_ID, Problem, not_found
 from broker.database import engine
-from broker.settings import get_settings
 from domain.db import transaction
 from domain.models import CycleStatus, Member, SharingCycle
 from domain.plans import load_plans
@@ -132,11 +131,11 @@ def known_plan(plan: str) -> str:
 def current_announcement(plan: str, request: Request) -> Announcement:
     """The current 公示: the latest published cycle's masked cases, expected share and sharing
     members, and the objection window. Cacheable: `ETag` and `Cache-Control`."""
-    key = (get_settings().database, known_plan(plan))
-    held = _pages.get(key)
+    pages = request.app.state.pages
+    held = pages.get(known_plan(plan))
     if held is None or held.expires < time.monotonic():
         held = _Page(time.monotonic() + PAGE_FRESH_SECONDS, *_encoded(_announcement(plan)))
-        _pages[key] = held
+        pages[plan] = held
     return _answer(held.body, held.tag, request, ANNOUNCEMENT_CACHE)  # type: ignore[return-value]
 
 
@@ -147,10 +146,10 @@ class _Page:
     tag: str
 
 
-# Announcement day: every member opens the 公示 at once. Each API process builds the page at
-# most once per PAGE_FRESH_SECONDS (well inside what Cache-Control lets a CDN keep).
+# Announcement day: every member opens the 公示 at once. Each app builds the page at most once
+# per PAGE_FRESH_SECONDS (well inside what Cache-Control lets a CDN keep). The pages live on the
+# app (`app.state.pages`, by plan), so an app never answers with another app's database.
 PAGE_FRESH_SECONDS = 5.0
-_pages: dict[tuple[str, str], _Page] = {}
 
 
 def _announcement(plan: str) -> Announcement:

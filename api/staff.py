@@ -12,7 +12,7 @@ from api import clock
 from api.access import with_role
 from api.auth import Caller
 from api.disputes import ObjectionView, objection_view
-from api.problems import MAX_ID, Problem, not_found
+from api.problems import MAX_ID, Problem, SubmissionRef, not_found
 from broker.database import engine
 from broker.submit import send_step
 from domain.claims import Reason, State
@@ -85,7 +85,7 @@ def waiting_claims(
 
 
 @router.post("/claims/{submission_id}/decision")
-def decide_claim(submission_id: str, body: ClaimDecision, who: Reviewer) -> Decided:
+def decide_claim(submission_id: SubmissionRef, body: ClaimDecision, who: Reviewer) -> Decided:
     """Approve (the claim goes on to the next announcement) or reject with a coded reason."""
     try:
         with transaction(engine()) as session:

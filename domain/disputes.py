@@ -73,8 +73,7 @@ def jury_request_refusal(
 
 @dataclass(frozen=True)
 class Juror:
-    member_id: int
-    account_id: int  # who pays for them: their payer's id, or their own
+    member_ref: str
     birth_date: date
     joined_at: datetime
     active: bool
@@ -82,12 +81,11 @@ class Juror:
     unpaid_charges: int
 
 
-def juror_refusal(
-    juror: Juror, applicant_id: int, applicant_account: int, at: datetime
-) -> str | None:
+def juror_refusal(juror: Juror, applicants_family: frozenset[str], at: datetime) -> str | None:
     """Why a member may not vote on this case, or None (MISSION: paying, 18 or older,
-    certified, a member for 30 days, not the applicant nor their family)."""
-    if juror.member_id == applicant_id or juror.account_id in (applicant_account, applicant_id):
+    certified, a member for 30 days, not the applicant nor their family). The family is
+    the member_refs linked to the applicant by who pays for whom, in any plan."""
+    if juror.member_ref in applicants_family:
         return "the applicant and their family cannot vote"
     if not juror.active or juror.unpaid_charges:
         return "jurors must be paying members"

@@ -22,19 +22,26 @@ class ExitReason(StrEnum):
     NON_PAYMENT = "non_payment"  # unpaid in two consecutive cycles
 
 
+# The fields a member is known by, checked the same wherever they come in (an import's row,
+# the app's enrolment); models using them strip surrounding whitespace first.
+MemberRef = Annotated[str, Field(min_length=1, max_length=64), PRINTABLE]
+Province = Annotated[str, Field(min_length=1, max_length=32), PRINTABLE]
+Name = Annotated[str, Field(max_length=100), PRINTABLE]
+
+
 class Enrolment(BaseModel):
     """One member as an operator imports them (one CSV row)."""
 
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    member_ref: Annotated[str, Field(min_length=1, max_length=64), PRINTABLE]
+    member_ref: MemberRef
     plan: PlanCode
     birth_date: date
     sex: Literal["M", "F"]
-    province: Annotated[str, Field(min_length=1, max_length=32), PRINTABLE]
+    province: Province
     joined_at: AwareDatetime
     payer_ref: Annotated[str, Field(max_length=64), PRINTABLE] | None = None
-    name: Annotated[str, Field(max_length=100), PRINTABLE] | None = None
+    name: Name | None = None
     jury_certified: bool = False
     health_declaration: Literal["passed", "failed"] = "passed"
     credit_assessment: Literal["passed", "failed"] = "passed"
@@ -162,6 +169,9 @@ REFUSAL_CODES = (
     ("already a member", "already-a-member"),
     ("enrol them first", "payer-not-a-member"),
     ("cut-off of a published cycle", "before-published-cutoff"),
+    ("pays for them enrols", "payer-is-a-dependant"),
+    ("own dependant", "own-dependant"),
+    ("belongs to another member", "member-ref-taken"),
 )
 
 

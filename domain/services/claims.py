@@ -31,7 +31,7 @@ from domain.records import Evidence
 from domain.services.events import move
 from domain.services.members import exit_moment
 from domain.services.payments import refund_waiting_period_shares
-from domain.services.store import insert_ignoring_duplicates, load_for_update
+from domain.services.store import for_update, insert_ignoring_duplicates, load_for_update
 
 MAX_ATTEMPTS = 5
 ENDS_MEMBERSHIP = {
@@ -239,7 +239,7 @@ def schedule(session: Session, claim_id: int, now: datetime) -> Claim:
 
 def find_claim(session: Session, submission_id: str, lock: bool = False) -> Claim:
     query = select(Claim).where(Claim.submission_id == submission_id)
-    claim = session.exec(query.with_for_update() if lock else query).first()
+    claim = session.exec(for_update(query) if lock else query).first()
     if claim is None:
         raise ClaimNotFound(f"no claim with submission id {submission_id!r}")
     return claim

@@ -36,6 +36,7 @@ from domain.services.disputes import defer_open_objections, mark_objected
 from domain.services.members import age_out, shares_at
 from domain.services.store import (
     add_charge_partition,
+    for_update,
     insert_ignoring_duplicates,
     load_for_update,
     lock_plan,
@@ -348,9 +349,11 @@ def _get_or_create_cycle(session: Session, plan_code: str, announce_on: date) ->
     )
     created = session.execute(new.execution_options(preserve_rowcount=True)).rowcount == 1
     cycle = session.exec(
-        select(SharingCycle)
-        .where(SharingCycle.plan == plan_code, SharingCycle.announce_on == announce_on)
-        .with_for_update()
+        for_update(
+            select(SharingCycle).where(
+                SharingCycle.plan == plan_code, SharingCycle.announce_on == announce_on
+            )
+        )
     ).one()
     if created:
         add_charge_partition(session, cycle.id)

@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, func, or_, select
 
 from domain.calendar import age_on
 from domain.claims import Reason, State
@@ -29,12 +29,17 @@ from domain.models import (
     Objection,
     SharingCycle,
 )
-from domain.plans import get_plan
+from domain.plans import get_plan, load_plans
 from domain.services import events
 from domain.services.claims import find_claim, member_facts, reject
 from domain.services.events import move
 from domain.services.members import published_cutoffs
-from domain.services.store import insert_ignoring_duplicates, load_for_update, lock_plan
+from domain.services.store import (
+    for_update,
+    insert_ignoring_duplicates,
+    load_for_update,
+    lock_plan,
+)
 
 
 class Refused(ValueError):
@@ -132,9 +137,9 @@ def close_open_objections(
 ) -> int:
     """Give every open objection of the case the outcome `status`, with an event saying why."""
     still_open = session.exec(
-        select(Objection)
-        .where(Objection.claim_id == claim.id, Objection.status == "open")
-        .with_for_update()
+        for_update(
+            select(Objection).where(Objection.claim_id == claim.id, Objection.status == "open")
+        )
     ).all()
     for other in still_open:
         other.status, other.decided_at, other.decided_by, other.note = status, at, actor, why
@@ -156,9 +161,11 @@ def defer_open_objections(session: Session, cycle_id: int, at: datetime) -> int:
     """At the close, a case whose objection is still open is not paid unseen: it moves to the
     next cycle (back on the list for the next announcement)."""
     claims = session.exec(
-        select(Claim)
-        .where(Claim.cycle_id == cycle_id, col(Claim.id).in_(_with_open_objection()))
-        .with_for_update()
+        for_update(
+            select(Claim).where(
+                Claim.cycle_id == cycle_id, col(Claim.id).in_(_with_open_objection())
+            )
+        )
     ).all()
     for claim in claims:
         claim.cycle_id = None
@@ -170,13 +177,13 @@ def mark_objected(session: Session, cycle_id: int, at: datetime) -> None:
     """At publication, a case carried over with its objection still open is shown as objected
     (and so is deferred again at the close until a reviewer decides)."""
     claims = session.exec(
-        select(Claim)
-        .where(
-            Claim.cycle_id == cycle_id,
-            Claim.state == State.ANNOUNCED,
-            col(Claim.id).in_(_with_open_objection()),
+        for_update(
+            select(Claim).where(
+                Claim.cycle_id == cycle_id,
+                Claim.state == State.ANNOUNCED,
+                col(Claim.id).in_(_with_open_objection()),
+            )
         )
-        .with_for_update()
     ).all()
     for claim in claims:
         move(session, claim, State.OBJECTED, "publish", at, "an objection is still open")
@@ -225,15 +232,14 @@ def cast_vote(session: Session, case_id: int, member_ref: str, support: bool, at
     if juror is None:
         raise Refused("jurors must be members of the plan")
     facts = Juror(
-        member_id=juror.id,
-        account_id=juror.payer_id or juror.id,
+        member_ref=juror.member_ref,
         birth_date=juror.birth_date,
         joined_at=juror.joined_at,
         active=juror.exited_at is None or juror.exited_at > at,
         certified=juror.jury_certified,
         unpaid_charges=_unpaid(session, juror.id),
     )
-    if refusal := juror_refusal(facts, applicant.id, applicant.payer_id or applicant.id, at):
+    if refusal := juror_refusal(facts, household(session, applicant.member_ref), at):
         raise Refused(refusal)
     counted = session.connection().execute(
         insert_ignoring_duplicates(session, JuryVote)
@@ -241,6 +247,29 @@ def cast_vote(session: Session, case_id: int, member_ref: str, support: bool, at
         .returning(JuryVote.member_id)
     )
     return counted.first() is not None
+
+
+def household(session: Session, member_ref: str) -> frozenset[str]:
+    """The member_refs linked to the member by who pays for whom, in any plan and at any
+    depth: their payer and the payer's, everyone any of them pays for, and the member."""
+    plans = list(load_plans())
+    refs: set[str] = set()
+    new = {member_ref}
+    while new:  # a round per generation; it ends, as there are only so many members
+        refs |= new
+        rows = session.exec(
+            select(Member.id, Member.payer_id).where(
+                col(Member.plan).in_(plans), col(Member.member_ref).in_(new)
+            )
+        ).all()
+        ids = {i for i, _ in rows} | {payer for _, payer in rows if payer is not None}
+        linked = session.exec(
+            select(Member.member_ref).where(
+                or_(col(Member.id).in_(ids), col(Member.payer_id).in_(ids))
+            )
+        ).all()
+        new = set(linked) - refs
+    return frozenset(refs)
 
 
 def _unpaid(session: Session, member_id: int) -> int:
@@ -254,7 +283,7 @@ def _unpaid(session: Session, member_id: int) -> int:
 def close_due_juries(session: Session, at: datetime) -> list[int]:
     """Count the votes of every jury whose window has closed; returns the approved claims."""
     due = session.exec(
-        select(JuryCase).where(col(JuryCase.id).in_(due_juries(at))).with_for_update()
+        for_update(select(JuryCase).where(col(JuryCase.id).in_(due_juries(at))))
     ).all()
     approved = []
     for case in due:

@@ -26,7 +26,7 @@ from domain.members import (
 )
 from domain.models import CycleStatus, DebitConsent, Member, MemberEvent, SharingCycle
 from domain.plans import get_plan, load_plans
-from domain.services.store import lock_plan
+from domain.services.store import for_update, lock_member_ref, lock_plan
 
 BATCH = 2_000
 BATCH_ROWS = 1_000  # rows handed from the validating thread to the COPY at a time
@@ -625,8 +625,20 @@ class Refused(ValueError):
 def enrol(session: Session, applicant: Enrolment, consent: str, given_by: str) -> Member:
     """One member as the app enrols them: the import's rules, and the auto-debit consent (the
     text's version, at the moment of joining) stored with them. Raises Refused."""
+    # The plan's lock first, as publishing takes it before it ages members out: a payer's rows
+    # locked below, then the plan's lock, would deadlock with it.
+    lock_plan(session, applicant.plan, shared=True)
+    lock_member_ref(session, applicant.member_ref)
+    if applicant.payer_ref is not None:
+        _check_family(session, applicant.member_ref, applicant.payer_ref)
     report = ImportReport()
-    import_batch(session, [(1, applicant)], report)
+    try:
+        import_batch(session, [(1, applicant)], report)
+    except IntegrityError as error:
+        # The same member joining twice at once: the second insert meets the first's key.
+        if getattr(error.orig, "sqlstate", UNIQUE_VIOLATION) != UNIQUE_VIOLATION:
+            raise
+        raise Refused(_already_member(applicant.member_ref, applicant.plan)) from None
     if report.refused:
         raise Refused(report.refused[0][1])
     member = session.exec(
@@ -655,13 +667,44 @@ def enrol(session: Session, applicant: Enrolment, consent: str, given_by: str) -
     return member
 
 
+def _check_family(session: Session, member_ref: str, payer_ref: str) -> None:
+    """A member enrolling family pays for themselves (the one who pays for a dependant
+    enrols that family), and the family member is new, or already this payer's dependant in
+    another plan: nobody makes someone else's membership theirs to pay for and to read.
+
+    The payer's rows stay locked to the end, so the payer cannot leave while their
+    dependant joins (an exit locks its row before counting the family)."""
+    if member_ref == payer_ref:
+        raise Refused(f"{member_ref} cannot be their own dependant")
+    payer = session.exec(
+        for_update(
+            select(Member).where(
+                col(Member.plan).in_(list(load_plans())),
+                Member.member_ref == payer_ref,
+                col(Member.exited_at).is_(None),
+            )
+        )
+    ).all()
+    if not payer:
+        raise Refused(_payer_unknown(payer_ref))
+    if any(row.payer_id is not None for row in payer):
+        raise Refused(f"{payer_ref} is a dependant: the member who pays for them enrols family")
+    paid_by = session.exec(
+        select(Member.payer_id).where(
+            col(Member.plan).in_(list(load_plans())), Member.member_ref == member_ref
+        )
+    ).all()
+    if any(payer_id not in {row.id for row in payer} for payer_id in paid_by):
+        raise Refused(f"{member_ref} belongs to another member, who alone may enrol them")
+
+
 def exit_member(session: Session, plan: str, member_ref: str, at: datetime) -> Member:
     """Voluntary exit, effective at 00:00 the next day: no refund, and a member who leaves on
     an announcement day (or later) still shares in that cycle."""
     lock_plan(session, plan, shared=True)
     effective = start_of_day(local_date(at) + timedelta(days=1))
     member = session.exec(
-        select(Member).where(Member.plan == plan, Member.member_ref == member_ref).with_for_update()
+        for_update(select(Member).where(Member.plan == plan, Member.member_ref == member_ref))
     ).first()
     if member is None:
         raise LookupError(f"{member_ref} is not a member of {plan}")

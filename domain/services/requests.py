@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, text
 from sqlmodel import Session, select
 
 from domain.models import ApiRequest, UTCDateTime
-from domain.services.store import insert_ignoring_duplicates
+from domain.services.store import for_update, insert_ignoring_duplicates
 
 # How long a key is remembered: after a day, a key may name a new request (published in the
 # API's docs). A resend of the same claim is still one claim, whatever the key: its submission
@@ -46,9 +46,9 @@ def remember(
         return  # the usual case: a new key, one statement
     _hold(session, member_ref, key)  # not inserted: held by a request in flight, or taken
     stored = session.exec(
-        select(ApiRequest)
-        .where(ApiRequest.member_ref == member_ref, ApiRequest.key == key)
-        .with_for_update()
+        for_update(
+            select(ApiRequest).where(ApiRequest.member_ref == member_ref, ApiRequest.key == key)
+        )
     ).one()
     if stored.created_at < now - KEY_LIFETIME:
         # Expired: the key now names this request.
@@ -94,12 +94,3 @@ def _hold(session: Session, member_ref: str, key: str) -> None:
     lock = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))")
     if not session.execute(lock, {"name": f"api:{member_ref}:{key}"}).scalar_one():
         raise InFlight(f"a request under Idempotency-Key {key!r} is still being handled")
-
-
-def sent_by(session: Session, member_ref: str, submission_id: str) -> bool:
-    """Whether the member sent this submission through the API (before intake has matched it
-    to a member, this is how they may follow it)."""
-    found = select(ApiRequest.key).where(
-        ApiRequest.member_ref == member_ref, ApiRequest.submission_id == submission_id
-    )
-    return session.exec(found).first() is not None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, func, or_, select
 
 from domain.calendar import local_date
 from domain.models import Charge, CycleStatus, DebitConsent, Member, SharingCycle
@@ -152,13 +152,14 @@ def charges(
 
 
 def still_owed(session: Session, member: Member) -> tuple[int, list[SharingCycle]]:
-    """What the member owes on leaving: charged and not collected, and the published cycles
-    not yet charged that they still share in."""
-    cycles = _charged_cycles(session, {member.plan})
+    """What the member owes on leaving: charged and not collected (their own shares, and
+    their family's, which this row's account pays, in any plan), and the published cycles not
+    yet charged that they still share in."""
+    cycles = _charged_cycles(session, set(load_plans()))
     owed = session.exec(
         select(func.coalesce(func.sum(Charge.amount_fen - Charge.collected_fen), 0)).where(
             col(Charge.cycle_id).in_([c.id for c in cycles if c.charges_archived_at is None]),
-            Charge.member_id == member.id,
+            or_(Charge.member_id == member.id, Charge.account_id == member.id),
         )
     ).one()
     upcoming = session.exec(

@@ -3,11 +3,12 @@
 import zlib
 from typing import TypeVar
 
-from sqlalchemy import Insert, text
+from sqlalchemy import Insert, Select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
 Row = TypeVar("Row", bound=SQLModel)
+Query = TypeVar("Query", bound=Select)
 
 
 def insert_ignoring_duplicates(session: Session, model: type[SQLModel]) -> Insert:
@@ -20,10 +21,14 @@ def load_for_update(session: Session, model: type[Row], key: object) -> Row | No
     """The row, locked for this transaction (row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE
     already holds the database write lock)."""
     primary_key = model.__table__.primary_key.columns.values()[0]  # type: ignore[attr-defined]
-    # populate_existing: a row already in the session must be re-read once the lock is held,
-    # or a second close waiting on the lock would still see the status it read before.
-    query = select(model).where(primary_key == key).with_for_update()
-    return session.exec(query.execution_options(populate_existing=True)).first()
+    return session.exec(for_update(select(model).where(primary_key == key))).first()
+
+
+def for_update(query: Query) -> Query:
+    """`query` locking its rows, and re-reading them once the lock is held: a row already in
+    the session would otherwise keep what was read before the wait (a second close would still
+    see the cycle open, a second exit the member still in)."""
+    return query.with_for_update().execution_options(populate_existing=True)
 
 
 def lock_plan(session: Session, plan: str, shared: bool) -> None:
@@ -38,6 +43,16 @@ def lock_plan(session: Session, plan: str, shared: bool) -> None:
     function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     key = zlib.crc32(f"huzhu-plan:{plan}".encode())
     session.execute(text(f"SELECT {function}(:key)"), {"key": key})
+
+
+def lock_member_ref(session: Session, member_ref: str) -> None:
+    """Serialise enrolments of one person, in every plan: their (plan, member_ref) rows are
+    unique per plan only, and two payers enrolling them in two plans at once would each see
+    them free. SQLite: one writer at a time."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = zlib.crc32(f"huzhu-member:{member_ref}".encode())
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def lock_cash(session: Session, plan: str) -> None:

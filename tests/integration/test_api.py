@@ -18,8 +18,9 @@ from broker.settings import get_settings
 from domain.db import transaction
 from domain.services import claims as claim_service
 from tests.integration.api_support import bearer, serving
-from tests.integration.scenario import CRITICAL, enrol, member, submission
+from tests.integration.scenario import CRITICAL, NOW_UTC, enrol, member, submission
 from tests.integration.support import wait_until
+from tests.integration.test_api_members import applicant
 from tests.integration.test_disputes import claim_through_rules
 
 
@@ -214,6 +215,27 @@ def test_another_applications_submission_id_is_refused_and_reveals_nothing(membe
         assert fresh.status_code == 202  # the refused request left the key unused
 
 
+def test_a_claim_not_yet_matched_to_a_member_is_followed_by_its_claimant_only(members):
+    """Before intake has matched a claim (or when it cannot: no submission id), the member
+    its text names may follow it, and still may once the key names another request."""
+    own, other = (bearer(mint(get_settings(), ref, set())) for ref in ("APPLICANT", "OTHER"))
+    unkeyed = claim_body("unused")
+    del unkeyed["submission_id"]
+    with serving() as api:
+        sent = api.post("/v1/claims", json=unkeyed, headers=own | {"Idempotency-Key": "k"})
+        assert sent.status_code == 202, sent.text
+        url = sent.headers["location"]
+        assert api.get(url, headers=own).json()["state"] == "received"
+        assert api.get(url, headers=other).status_code == 404
+        later = get_settings().model_copy(update={"api_clock_offset_days": 1.1})
+        reconfigure(later)  # the key has expired: it may name a new claim
+        reused = api.post(
+            "/v1/claims", json=claim_body("next-1"), headers=own | {"Idempotency-Key": "k"}
+        )
+        assert reused.status_code == 202 and reused.headers["location"] != url
+        assert api.get(url, headers=own).status_code == 200
+
+
 def test_a_request_still_in_flight_under_the_key_is_a_409(postgres_stack, tokens):
     enrol([member("APPLICANT", CRITICAL, 35, joined_days_ago=400)])
     own = tokens("APPLICANT")
@@ -235,3 +257,62 @@ def test_a_request_still_in_flight_under_the_key_is_a_409(postgres_stack, tokens
         assert done.status_code == 202, done.text
     with transaction(engine()) as session:
         assert claim_service.counts_by_state(session) == {"received": 1}  # no worker here
+
+
+def test_enrolling_someone_later_opens_none_of_their_old_claims(sqlite_stack, tokens):
+    """A claim from another channel names a person who is no member; a member who enrols that
+    person afterwards does not read it."""
+    enrol([member("SNOOP", CRITICAL, 40, joined_days_ago=400)])
+    raw = json.dumps({"submission_id": "ghost-1", "member_ref": "GHOST", "plan": CRITICAL})
+    with transaction(engine()) as session:
+        claim_service.record_submission(session, raw, datetime.now(UTC))
+    snoop = tokens("SNOOP")
+    with serving() as api:
+        assert api.get("/v1/claims/ghost-1", headers=snoop).status_code == 404
+        kid = applicant(member_ref="GHOST", birth_date="2015-01-01")
+        assert api.post("/v1/me/dependants", json=kid, headers=snoop).status_code == 201
+        assert api.get("/v1/claims/ghost-1", headers=snoop).status_code == 404
+
+
+def test_a_stored_claim_nested_too_deep_to_parse_is_not_found_rather_than_a_bug(
+    sqlite_stack, tokens
+):
+    enrol([member("ANY", CRITICAL, 35)])
+    deep = "[" * 5000 + "]" * 5000
+    raw = f'{{"member_ref": "ANY", "plan": "{CRITICAL}", "x": {deep}}}'
+    with transaction(engine()) as session:
+        claim_service.record_submission(session, raw, NOW_UTC)
+    with serving() as api:
+        url = f"/v1/claims/{claim_service.submission_key(raw)}"
+        assert api.get(url, headers=tokens("ANY")).status_code == 404
+
+
+def test_control_characters_anywhere_are_a_clear_answer_never_a_500(stack, tokens):
+    """PostgreSQL cannot even compare a NUL: every path and field that reaches a query is
+    checked first."""
+    me = tokens("ODD")
+    nul_claims = [
+        {"member_ref": "x\u0000", "plan": CRITICAL},
+        {"member_ref": "ODD", "plan": "c\u0000"},
+        {"member_ref": "ODD", "plan": CRITICAL, "submission_id": "a\u0000"},
+    ]
+    with serving() as api:
+        joined = api.post("/v1/enrolments", json=applicant(), headers=me)
+        assert joined.status_code == 201
+        answers = [
+            api.post("/v1/claims", json=body, headers=me | {"Idempotency-Key": f"n{n}"})
+            for n, body in enumerate(nul_claims)
+        ] + [
+            api.get("/v1/claims/a%00b", headers=me),
+            api.post("/v1/claims/a%00b/jury", headers=me),
+            api.post("/v1/cases/a%00b/objections", json={"reason": "a reason"}, headers=me),
+            api.post("/v1/me/exit", json={"plan": CRITICAL, "member_ref": "a\u0000"}, headers=me),
+            api.post(
+                "/v1/me/dependants", json=applicant(member_ref="NN", name="a\u0000"), headers=me
+            ),
+            api.post("/v1/me/juror-certification", json={"answers": {"a\u0000": 1}}, headers=me),
+            api.get("/v1/plans/a%00/announcement"),
+        ]
+    assert [a.status_code for a in answers if a.status_code >= 500] == []
+    # 200: the exam marks an unknown question wrong.
+    assert {a.status_code for a in answers} <= {200, 202, 404, 422}, [a.text for a in answers]

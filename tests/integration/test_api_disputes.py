@@ -9,10 +9,14 @@ from broker.app import reconfigure
 from broker.database import engine
 from broker.settings import get_settings
 from domain.db import transaction
-from domain.models import JuryCase
-from tests.integration.api_support import serving
+from domain.models import Claim, JuryCase
+from domain.services import claims as claim_service
+from domain.services import disputes as dispute_service
+from tests.integration.api_support import at_once, serving
 from tests.integration.scenario import (
     CRITICAL,
+    NOW_UTC,
+    SENIOR,
     enrol,
     member,
     membership,
@@ -34,6 +38,22 @@ def clock_at(moment: datetime) -> None:
     """Move the API's clock (the rehearsal offset) so that its now is `moment`."""
     days = (moment - datetime.now(UTC)).total_seconds() / 86400
     reconfigure(get_settings().model_copy(update={"api_clock_offset_days": days}))
+
+
+def test_a_new_app_builds_its_own_announcement_page(stack, tokens):  # tokens: the key
+    """The page an app holds for a few seconds is that app's: another app (a test's, or one
+    restarted on another database) reads the 公示 afresh."""
+    enrol(membership(20, 0))
+    claim_through_rules(submission("case-a", "C0005", "C73"))
+    publish()
+    with serving() as api:
+        before = api.get(f"/v1/plans/{CRITICAL}/announcement").json()
+    with transaction(engine()) as session:
+        claim = session.exec(select(Claim).where(Claim.submission_id == "case-a")).one()
+        claim.amount_fen = (claim.amount_fen or 0) - 100
+    with serving() as api:
+        after = api.get(f"/v1/plans/{CRITICAL}/announcement").json()
+    assert after["cases"][0]["amount_fen"] == before["cases"][0]["amount_fen"] - 100
 
 
 def test_members_object_once_to_announced_cases_and_a_reviewer_decides(stack, tokens):
@@ -153,3 +173,80 @@ def test_the_applicant_asks_a_jury_and_certified_members_vote_once(stack, tokens
     with transaction(engine()) as session:
         case = session.exec(select(JuryCase)).one()
         assert case.status == "open"
+
+
+def jury_on_rejected(member_ref: str) -> int:
+    """A claim of `member_ref` rejected by a reviewer, and the applicant's jury asked."""
+    claim_through_rules(submission("denied", member_ref, reviewer_code()))
+    with transaction(engine()) as session:
+        claim_service.decide(session, "denied", False, "dr-li", NOW_UTC)
+    with transaction(engine()) as session:
+        case = dispute_service.request_jury(session, "denied", NOW_UTC)
+        assert case.id is not None
+        return case.id
+
+
+def test_family_cannot_vote_whatever_plan_or_generation_links_them(sqlite_stack, tokens):
+    """The payer is certified in this plan but pays from their row in another; a grandchild
+    is paid by the applicant's dependant. Neither is a stranger to the case."""
+    enrol(
+        [
+            member("PAYER", SENIOR, 62, joined_days_ago=400),
+            juror("PAYER", age=45),
+            member("APPLICANT", CRITICAL, 35, joined_days_ago=400, payer="PAYER"),
+            juror("CHILD", age=30, payer="APPLICANT"),
+            juror("GRANDCHILD", age=20, payer="CHILD"),
+            juror("STRANGER"),
+        ]
+    )
+    jury = jury_on_rejected("APPLICANT")
+    with serving() as api:
+        for relative in ("PAYER", "GRANDCHILD"):
+            cast = api.post(
+                f"/v1/juries/{jury}/votes", json={"support": True}, headers=tokens(relative)
+            )
+            assert cast.status_code == 422 and "family" in cast.json()["detail"], relative
+        cast = api.post(
+            f"/v1/juries/{jury}/votes", json={"support": True}, headers=tokens("STRANGER")
+        )
+        assert cast.status_code == 201, cast.text
+
+
+def test_one_vote_and_one_objection_however_many_are_sent_at_once(stack, tokens):
+    enrol([*membership(20, 0), juror("J1"), member("APPLICANT", CRITICAL, 35, 400)])
+    claim_through_rules(submission("case-a", "C0005", "C73"))
+    publish()
+    jury = jury_on_rejected("APPLICANT")
+    voter, objector = tokens("J1"), tokens("C0001")
+    with serving() as api:
+        votes = at_once(
+            6,
+            lambda i: (
+                api.post(
+                    f"/v1/juries/{jury}/votes", json={"support": i % 2 == 0}, headers=voter
+                ).status_code
+            ),
+        )
+        clock_at(OBJECTING)
+        objections = at_once(
+            6,
+            lambda i: (
+                api.post(
+                    "/v1/cases/case-a/objections", json={"reason": f"reason {i}"}, headers=objector
+                ).status_code
+            ),
+        )
+    assert sorted(votes) == [201] + [409] * 5
+    assert sorted(objections) == [201] + [409] * 5
+
+
+def test_family_at_any_depth_cannot_vote(sqlite_stack, tokens):
+    """An import may link payers eleven generations deep: the last is family still."""
+    chain = [member("G0", CRITICAL, 35, joined_days_ago=400)]
+    chain += [juror(f"G{n}", age=40, payer=f"G{n - 1}") for n in range(1, 11)]
+    enrol([*chain, juror("STRANGER")])
+    jury = jury_on_rejected("G0")
+    with serving() as api:
+        for ref in ("G1", "G10"):
+            cast = api.post(f"/v1/juries/{jury}/votes", json={"support": True}, headers=tokens(ref))
+            assert cast.status_code == 422, ref
