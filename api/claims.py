@@ -140,6 +140,10 @@ def _may_follow(session: Session, who: Caller, claim: Claim) -> bool:
 
 
 def _may_claim_for(session: Session, who: Caller, member_ref: object, plan: object) -> bool:
+    if member_ref == who.member_ref and isinstance(plan, str) and plan.isprintable():
+        # The usual case, one's own claim: one keyed look-up of an id, no row loaded.
+        own = select(Member.id).where(Member.plan == plan, Member.member_ref == member_ref)
+        return session.exec(own).first() is not None
     return _claimant(session, who, member_ref, plan) is not None
 
 
