@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Response
 from pydantic import BaseModel
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from api import clock
@@ -139,11 +140,18 @@ def _may_follow(session: Session, who: Caller, claim: Claim) -> bool:
     return claimant is not None and claimant.joined_at <= claim.received_at
 
 
+# One's own membership, by the (plan, member_ref) key: a statement built once, as the claim
+# path runs it on every claim.
+OWN_MEMBERSHIP = select(Member.id).where(
+    Member.plan == bindparam("plan"), Member.member_ref == bindparam("ref")
+)
+
+
 def _may_claim_for(session: Session, who: Caller, member_ref: object, plan: object) -> bool:
     if member_ref == who.member_ref and isinstance(plan, str) and plan.isprintable():
         # The usual case, one's own claim: one keyed look-up of an id, no row loaded.
-        own = select(Member.id).where(Member.plan == plan, Member.member_ref == member_ref)
-        return session.exec(own).first() is not None
+        found = session.connection().execute(OWN_MEMBERSHIP, {"plan": plan, "ref": member_ref})
+        return found.first() is not None
     return _claimant(session, who, member_ref, plan) is not None
 
 

@@ -291,8 +291,14 @@ def compare(
 # The server.
 
 
+def pool_per_worker(connections: int) -> int:
+    """Each worker's database pool: as many connections as requests it serves at once, so no
+    request of either side waits for one (both sides share the pool)."""
+    return -(-connections // WORKERS)
+
+
 @contextmanager
-def uvicorn(settings: Settings, key_file: Path) -> Iterator[tuple[int, list[int]]]:
+def uvicorn(settings: Settings, key_file: Path, pool: int) -> Iterator[tuple[int, list[int]]]:
     """`python -m uvicorn benchmarks.api_app:create --factory --workers 2`; yields its port
     and the workers' process ids once both answer."""
     port = free_port()
@@ -302,7 +308,10 @@ def uvicorn(settings: Settings, key_file: Path) -> Iterator[tuple[int, list[int]
         *("--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)),
         *("--log-level", "warning", "--no-access-log"),
     ]
-    env = worker_env(settings) | {"HUZHU_API_PUBLIC_KEY_FILE": str(key_file)}
+    env = worker_env(settings) | {
+        "HUZHU_API_PUBLIC_KEY_FILE": str(key_file),
+        "HUZHU_DATABASE_POOL_SIZE": str(pool),
+    }
     with log.open("w") as output:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
     try:
@@ -381,7 +390,7 @@ def run(
             written = posts(REFERENCE_PATH, "ref", requests, signed)
             engine().dispose()  # the server's workers have the database to themselves
             load = os.getloadavg()[0]
-            with uvicorn(settings, key_file) as (port, workers):
+            with uvicorn(settings, key_file, pool_per_worker(connections)) as (port, workers):
                 page = httpx.get(f"http://127.0.0.1:{port}{ANNOUNCEMENT}").json()
                 assert page["cycle_id"] == made["current"] and len(page["cases"]) == cases
                 reads = compare(
@@ -410,7 +419,9 @@ def run(
     setting = (
         f"{connections} keep-alive connections, {requests:,} requests a side "
         f"({min(WARM_UP, requests // 5)} warm-up, then {rounds} alternating rounds); "
-        f"uvicorn --workers {WORKERS} on {os.cpu_count()} CPUs, load average {load:.1f} before"
+        f"uvicorn --workers {WORKERS} on {os.cpu_count()} CPUs, "
+        f"{pool_per_worker(connections)} database connections each, "
+        f"load average {load:.1f} before"
     )
     return [
         row(

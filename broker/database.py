@@ -15,7 +15,7 @@ def engine() -> Engine:
         settings = get_settings()
         if settings.database.startswith("sqlite"):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        _engine = make_engine(settings.database)
+        _engine = make_engine(settings.database, settings.database_pool_size)
     return _engine
 
 

@@ -10,7 +10,7 @@ from sqlmodel import Session, SQLModel
 from domain import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 10) -> Engine:
     """An engine for the URL; SQLite gets WAL, a busy timeout and write-locking transactions.
 
     Bound parameters are hidden from error messages: they hold names, birth dates and
@@ -23,7 +23,11 @@ def make_engine(url: str) -> Engine:
         )
         _make_sqlite_transactions_immediate(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
+    # No overflow: a connection opened past the pool is closed again on return, and a busy
+    # API process would open one per request; a thread waits for a pooled one instead.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=0, hide_parameters=True
+    )
 
 
 def _make_sqlite_transactions_immediate(engine: Engine) -> None:

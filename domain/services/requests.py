@@ -2,12 +2,13 @@
 
 import hashlib
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import bindparam, text
 from sqlmodel import Session, select
 
 from domain.models import ApiRequest, UTCDateTime
-from domain.services.store import for_update, insert_ignoring_duplicates
+from domain.services.store import for_update, prepared_insert
 
 # How long a key is remembered: after a day, a key may name a new request (published in the
 # API's docs). A resend of the same claim is still one claim, whatever the key: its submission
@@ -41,7 +42,8 @@ def remember(
         "submission_id": submission_id,
         "created_at": now,
     }
-    new = session.connection().execute(_insert(session), row | {"lock": _lock_name(row)})
+    dialect = session.get_bind().dialect.name
+    new = session.connection().execute(_insert(dialect), row | {"lock": _lock_name(row)})
     if new.first() is not None:
         return  # the usual case: a new key, one statement
     _hold(session, member_ref, key)  # not inserted: held by a request in flight, or taken
@@ -65,16 +67,14 @@ def _lock_name(row: dict) -> str:
     return f"api:{row['member_ref']}:{row['key']}"
 
 
-def _insert(session: Session):
-    """The key's row if absent. On PostgreSQL the same statement takes the key's advisory
-    lock, so that a second request under a key still being handled is told so at once (see
-    _hold) rather than queued behind it; SQLite has one writer, requests never overlap."""
-    if session.get_bind().dialect.name != "postgresql":
-        return (
-            insert_ignoring_duplicates(session, ApiRequest)
-            .values(**{c: bindparam(c) for c in COLUMNS})
-            .returning(ApiRequest.key)
-        )
+@cache
+def _insert(dialect: str):
+    """The key's row if absent (built once). On PostgreSQL the same statement takes the key's
+    advisory lock, so that a second request under a key still being handled is told so at
+    once (see _hold) rather than queued behind it; SQLite has one writer, requests never
+    overlap."""
+    if dialect != "postgresql":
+        return prepared_insert(dialect, ApiRequest.__table__, COLUMNS, new_only=True)
     return text(
         f"INSERT INTO apirequest ({', '.join(COLUMNS)}) "
         f"SELECT {', '.join(':' + c for c in COLUMNS)} "

@@ -1,9 +1,10 @@
 """Small storage helpers shared by the services: locked loads and insert-if-absent."""
 
 import zlib
+from functools import cache
 from typing import TypeVar
 
-from sqlalchemy import Insert, Select, text
+from sqlalchemy import Insert, Select, Table, bindparam, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
@@ -15,6 +16,20 @@ def insert_ignoring_duplicates(session: Session, model: type[SQLModel]) -> Inser
     """INSERT ... ON CONFLICT DO NOTHING in the session's dialect."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     return dialect.insert(model).on_conflict_do_nothing()
+
+
+@cache
+def prepared_insert(dialect: str, table: Table, columns: tuple[str, ...], new_only: bool) -> Insert:
+    """INSERT of `columns` as bind parameters (with `new_only`: ON CONFLICT DO NOTHING,
+    RETURNING the primary key of a row inserted), built once per dialect: on a path taken for
+    every claim, making the statement with its values inline (and its cache key) cost more
+    than running it."""
+    values = {column: bindparam(column) for column in columns}
+    if not new_only:
+        return insert(table).values(values)
+    dialect_module = postgresql if dialect == "postgresql" else sqlite
+    statement = dialect_module.insert(table).values(values).on_conflict_do_nothing()
+    return statement.returning(*table.primary_key.columns)
 
 
 def load_for_update(session: Session, model: type[Row], key: object) -> Row | None:
