@@ -30,6 +30,23 @@ def test_the_charging_benchmark_measures_both_sides(backend, postgres_admin, red
     assert 0 < run["peak_rss_mb"] < 300
 
 
+def test_the_charges_plan_shows_a_payers_charges_read_from_the_partitions_key(
+    postgres_admin, redis_url
+):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.charges_plan", "--members", "3000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=os.environ | {"HUZHU_BENCH_PG": postgres_admin, "HUZHU_BENCH_REDIS": redis_url},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 charge lines for B000000009 and family" in done.stdout
+    charges = done.stdout.split("SELECT charge.cycle_id", 1)[1].split("\n\n", 1)[0]
+    assert "charge_c1_pkey" in charges and "Seq Scan" not in charges
+
+
 def test_the_sqlite_goal_is_judged_on_the_median_of_three_runs():
     command = ["--only", "sqlite", "--sqlite-members", "3000", "--json"]
     done = subprocess.run(
