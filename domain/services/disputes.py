@@ -34,6 +34,7 @@ from domain.services import events
 from domain.services.claims import find_claim, member_facts, reject
 from domain.services.events import move
 from domain.services.members import published_cutoffs
+from domain.services.statements import charged_cycles
 from domain.services.store import (
     for_update,
     insert_ignoring_duplicates,
@@ -237,7 +238,7 @@ def cast_vote(session: Session, case_id: int, member_ref: str, support: bool, at
         joined_at=juror.joined_at,
         active=juror.exited_at is None or juror.exited_at > at,
         certified=juror.jury_certified,
-        unpaid_charges=_unpaid(session, juror.id),
+        unpaid_charges=_unpaid(session, juror),
     )
     if refusal := juror_refusal(facts, household(session, applicant.member_ref), at):
         raise Refused(refusal)
@@ -272,10 +273,15 @@ def household(session: Session, member_ref: str) -> frozenset[str]:
     return frozenset(refs)
 
 
-def _unpaid(session: Session, member_id: int) -> int:
+def _unpaid(session: Session, juror: Member) -> int:
+    """The juror's failed debits, looked up in each charged cycle of their plan by its key
+    (by member id alone, every partition of millions of rows would be read)."""
+    cycles = [c.id for c in charged_cycles(session, {juror.plan})]
     return session.exec(
         select(func.count()).where(
-            Charge.member_id == member_id, Charge.debit_status == DebitStatus.FAILED
+            col(Charge.cycle_id).in_(cycles),
+            Charge.member_id == juror.id,
+            Charge.debit_status == DebitStatus.FAILED,
         )
     ).one()
 

@@ -58,7 +58,7 @@ def card(session: Session, member_ref: str, today: date) -> Card:
     rows = family_rows(session, member_ref)
     own = [m for m in rows if m.member_ref == member_ref]
     ids = [m.id for m in rows]
-    cycles = _charged_cycles(session, {m.plan for m in rows})
+    cycles = charged_cycles(session, {m.plan for m in rows})
     live = [c.id for c in cycles if c.charges_archived_at is None]
     shared = session.exec(
         select(func.coalesce(func.sum(Charge.collected_fen), 0)).where(
@@ -96,7 +96,9 @@ def card_row(session: Session, member: Member, today: date) -> Membership:
     )
 
 
-def _charged_cycles(session: Session, plans: set[str], before: int | None = None):
+def charged_cycles(session: Session, plans: set[str], before: int | None = None):
+    """The plans' cycles that have charges, newest first: naming them lets a look-up by member
+    land on each partition's (cycle_id, member_id) key."""
     query = select(SharingCycle).where(
         col(SharingCycle.plan).in_(plans), col(SharingCycle.status).in_(CHARGED)
     )
@@ -127,7 +129,7 @@ def charges(
     time (cursor: the oldest cycle id of the page)."""
     rows = family_rows(session, member_ref)
     by_id = {m.id: m for m in rows}
-    found = _charged_cycles(session, {m.plan for m in rows}, before)
+    found = charged_cycles(session, {m.plan for m in rows}, before)
     page, more = found[:cycles_per_page], len(found) > cycles_per_page
     archived = [c.id for c in page if c.charges_archived_at is not None]
     by_cycle = {c.id: c for c in page}
@@ -155,7 +157,7 @@ def still_owed(session: Session, member: Member) -> tuple[int, list[SharingCycle
     """What the member owes on leaving: charged and not collected (their own shares, and
     their family's, which this row's account pays, in any plan), and the published cycles not
     yet charged that they still share in."""
-    cycles = _charged_cycles(session, set(load_plans()))
+    cycles = charged_cycles(session, set(load_plans()))
     owed = session.exec(
         select(func.coalesce(func.sum(Charge.amount_fen - Charge.collected_fen), 0)).where(
             col(Charge.cycle_id).in_([c.id for c in cycles if c.charges_archived_at is None]),

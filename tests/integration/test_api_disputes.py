@@ -30,6 +30,7 @@ from tests.integration.test_disputes import (
     publish,
     state,
 )
+from tests.integration.test_money_edges import A_ON, collect_all_but, run_cycle
 
 RIGHT = {"waiting": 1, "announce": 0, "cap": 1, "votes": 2, "fee": 0}
 
@@ -250,3 +251,15 @@ def test_family_at_any_depth_cannot_vote(sqlite_stack, tokens):
         for ref in ("G1", "G10"):
             cast = api.post(f"/v1/juries/{jury}/votes", json={"support": True}, headers=tokens(ref))
             assert cast.status_code == 422, ref
+
+
+def test_a_juror_whose_debit_failed_is_not_a_paying_member(sqlite_stack, tokens):
+    enrol([*membership(6, 0), juror("J1"), juror("J2"), member("APPLICANT", CRITICAL, 35, 400)])
+    claim_through_rules(submission("first", "C0005", "C73"), NOW_UTC)
+    assert len(collect_all_but(run_cycle(CRITICAL, A_ON), {"J1"})) == 1  # J1's debit failed
+    jury = jury_on_rejected("APPLICANT")
+    with serving() as api:
+        vote = f"/v1/juries/{jury}/votes"
+        refused = api.post(vote, json={"support": True}, headers=tokens("J1"))
+        assert refused.status_code == 422 and "paying" in refused.json()["detail"]
+        assert api.post(vote, json={"support": True}, headers=tokens("J2")).status_code == 201
