@@ -148,25 +148,30 @@ OWN_MEMBERSHIP = select(Member.id).where(
 
 
 def _may_claim_for(session: Session, who: Caller, member_ref: object, plan: object) -> bool:
-    if member_ref == who.member_ref and isinstance(plan, str) and plan.isprintable():
+    if not _names_a_membership(member_ref, plan):
+        return False
+    if member_ref == who.member_ref:
         # The usual case, one's own claim: one keyed look-up of an id, no row loaded.
         found = session.connection().execute(OWN_MEMBERSHIP, {"plan": plan, "ref": member_ref})
         return found.first() is not None
     return _claimant(session, who, member_ref, plan) is not None
 
 
+def _names_a_membership(member_ref: object, plan: object) -> bool:
+    """Both are text that can be looked up (PostgreSQL cannot even compare a NUL)."""
+    return (
+        isinstance(member_ref, str)
+        and isinstance(plan, str)
+        and not CONTROL_CHARACTERS.search(member_ref + plan)
+    )
+
+
 def _claimant(session: Session, who: Caller, member_ref: object, plan: object) -> Member | None:
     """The membership `member_ref` and `plan` name, if the caller may claim for it: their own
     or a dependant's."""
-    if not (isinstance(member_ref, str) and isinstance(plan, str)):
-        return None
-    if CONTROL_CHARACTERS.search(member_ref + plan):  # a NUL cannot even be looked up
+    if not _names_a_membership(member_ref, plan):
         return None
     claimant = session.exec(
         select(Member).where(Member.plan == plan, Member.member_ref == member_ref)
     ).first()
-    if claimant is None:
-        return None
-    if member_ref == who.member_ref or may_read(session, who, claimant.id):
-        return claimant
-    return None
+    return claimant if claimant is not None and may_read(session, who, claimant.id) else None

@@ -635,7 +635,8 @@ def enrol(session: Session, applicant: Enrolment, consent: str, given_by: str) -
     try:
         import_batch(session, [(1, applicant)], report)
     except IntegrityError as error:
-        # The same member joining twice at once: the second insert meets the first's key.
+        # The person's lock keeps two enrolments apart, but an import enrolling them at the same
+        # moment does not take it: the later insert meets the first's key.
         if getattr(error.orig, "sqlstate", UNIQUE_VIOLATION) != UNIQUE_VIOLATION:
             raise
         raise Refused(_already_member(applicant.member_ref, applicant.plan)) from None
