@@ -55,7 +55,9 @@ def charging(backend: str, members: int, runs: int = 1) -> tuple[list[Result], d
     )
     if runs > 1:
         detail += f"; median of {runs} runs, whose ratios were " + ", ".join(
-            f"{r['reference'] / r['charging']:.2f}" for r in made
+            # As many places as the JSON's ratio, so that the median reads the same in both
+            f"{r['reference'] / r['charging']:.3f}"
+            for r in made
         )
     results = [
         Result(
