@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from broker.database import engine
 from domain import accounts
+from domain.calendar import next_announcement_day, start_of_day
 from domain.db import transaction
 from domain.models import Claim, LedgerEntry, Member, MemberEvent, Objection, Payout
 from domain.records import Condition, Evidence, Reply
@@ -277,7 +278,8 @@ def test_a_jury_verdict_is_not_overturned_by_an_objection_left_open(announced_ca
 
     jury_approves("case")
     # The jury's verdict is final: the next announcement lists it, no one may object again.
-    next_publish = PUBLISH_AT + timedelta(days=14)
+    # The next announcement day (7th or 21st), not two weeks on: from the 21st that is the 4th.
+    next_publish = start_of_day(next_announcement_day(ANNOUNCE_ON))
     publish(next_publish)
     assert state("case")[0] == "announced"
     with pytest.raises(disputes.Refused, match="verdict is final"):
