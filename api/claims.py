@@ -1,10 +1,11 @@
 """Members' claims: apply under an Idempotency-Key, then follow the claim to its decision."""
 
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Header, Query, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
@@ -19,7 +20,7 @@ from domain.claims import CONTROL_CHARACTERS, REASON_FOR_MEMBERS, Reason, load_j
 from domain.db import transaction
 from domain.models import Claim, Member
 from domain.services import claims as claim_service
-from domain.services import requests
+from domain.services import requests, statements
 
 router = APIRouter(tags=["claims"])
 
@@ -45,8 +46,68 @@ class ClaimStatus(BaseModel):
     history: list[ClaimEvent]
 
 
+class JuryView(BaseModel):
+    jury_id: int
+    status: str = Field(description="open: members are voting; closed: the votes are counted.")
+    closes_at: datetime
+    approved: bool | None = Field(
+        description="Once closed, the verdict (true: the jury found for the claim); null before."
+    )
+
+
+class MyClaim(BaseModel):
+    submission_id: str
+    member_ref: str = Field(description="Whose claim: the caller's or a dependant's.")
+    plan: str
+    state: str
+    reason_code: str | None
+    reason: str | None
+    amount_fen: int | None
+    received_at: datetime
+    decided_at: datetime | None
+    jury: JuryView | None = Field(description="The jury asked for the claim, if any.")
+    may_ask_jury: bool = Field(description="Whether POST /v1/claims/{id}/jury may ask one now.")
+
+
 def reason_for_members(code: str | None) -> str | None:
     return REASON_FOR_MEMBERS.get(Reason(code)) if code else None
+
+
+@router.get("/v1/me/claims")
+def my_claims(
+    who: Member_,
+    limit: Annotated[int, Query(ge=1, le=100, description="Claims, newest first.")] = 50,
+) -> list[MyClaim]:
+    """The claims of the caller and of the members they pay for, newest first: the state, the
+    reason in plain words, the amount, and the jury (asked, or whether it may be). A claim
+    intake has not matched to a member yet is followed at its own URL only."""
+    with transaction(engine()) as session:
+        lines = statements.claims(session, who.member_ref, clock.now(), limit)
+        if lines is None:
+            raise not_found(f"membership of {who.member_ref}: join with POST /v1/enrolments")
+        return [
+            MyClaim(
+                submission_id=line.claim.submission_id,
+                member_ref=line.member_ref,
+                plan=str(line.claim.plan),
+                state=line.claim.state,
+                reason_code=line.claim.reason_code,
+                reason=reason_for_members(line.claim.reason_code),
+                amount_fen=line.claim.amount_fen,
+                received_at=line.claim.received_at,
+                decided_at=line.claim.decided_at,
+                jury=JuryView(
+                    jury_id=line.jury.id or 0,
+                    status=line.jury.status,
+                    closes_at=line.jury.closes_at,
+                    approved=line.jury.approved,
+                )
+                if line.jury
+                else None,
+                may_ask_jury=line.may_ask_jury,
+            )
+            for line in lines
+        ]
 
 
 @router.get("/v1/claims/{submission_id}")

@@ -58,9 +58,17 @@ def objection_refusal(
 
 
 def jury_request_refusal(
-    claim_state: str, reason: str | None, decided_at: datetime | None, at: datetime, plan: Plan
+    claim_state: str,
+    reason: str | None,
+    decided_at: datetime | None,
+    at: datetime,
+    plan: Plan,
+    asked_jury: int | None = None,
 ) -> str | None:
-    """Why a jury cannot be asked for this claim, or None."""
+    """Why a jury cannot be asked for this claim, or None. `asked_jury`: the jury asked for it
+    already, if any (one per claim)."""
+    if asked_jury is not None:
+        return f"a jury was already asked for this claim (case {asked_jury})"
     if claim_state != State.REJECTED:
         return f"the claim is {claim_state}; a jury reviews rejected claims only"
     if reason not in JURY_REASONS:

@@ -197,10 +197,10 @@ def _with_open_objection():
 def request_jury(session: Session, submission_id: str, at: datetime) -> JuryCase:
     claim = find_claim(session, submission_id, lock=True)
     plan = get_plan(str(claim.plan))
-    existing = session.exec(select(JuryCase).where(JuryCase.claim_id == claim.id)).first()
-    if existing is not None:
-        raise Refused(f"a jury was already asked for this claim (case {existing.id})")
-    if refusal := jury_request_refusal(claim.state, claim.reason_code, claim.decided_at, at, plan):
+    asked = session.exec(select(JuryCase.id).where(JuryCase.claim_id == claim.id)).first()
+    if refusal := jury_request_refusal(
+        claim.state, claim.reason_code, claim.decided_at, at, plan, asked
+    ):
         raise Refused(refusal)
     case = JuryCase(
         claim_id=claim.id,

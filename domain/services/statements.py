@@ -1,15 +1,16 @@
-"""What a member reads of their own records: the member card and the charges per cycle, found
-by their member ids and the cycles of their plans (so each lookup lands on a charge
-partition's key, never a scan of a cycle's millions of rows)."""
+"""What a member reads of their own records: the member card, the charges per cycle and the
+claims, found by their member ids and the cycles of their plans (so each lookup lands on a
+key, never a scan of a cycle's millions of rows)."""
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 from sqlmodel import Session, col, func, or_, select
 
 from domain.calendar import local_date
-from domain.models import Charge, CycleStatus, DebitConsent, Member, SharingCycle
+from domain.disputes import jury_request_refusal
+from domain.models import Charge, Claim, CycleStatus, DebitConsent, JuryCase, Member, SharingCycle
 from domain.plans import get_plan, load_plans
 
 CHARGED = (CycleStatus.CLOSING, CycleStatus.CLOSED)
@@ -172,3 +173,51 @@ def still_owed(session: Session, member: Member) -> tuple[int, list[SharingCycle
         )
     ).all()
     return int(owed), list(upcoming)
+
+
+@dataclass(frozen=True)
+class ClaimLine:
+    claim: Claim  # without its raw text (deferred: it is the submission as sent, up to a body)
+    member_ref: str  # whose claim: the member's or a dependant's
+    jury: JuryCase | None  # the jury asked for it, if any (one per claim)
+    may_ask_jury: bool  # whether a jury may be asked for it at the moment given
+
+
+def claims(session: Session, member_ref: str, at: datetime, limit: int) -> list[ClaimLine] | None:
+    """The claims of the member and of everyone they pay for, newest first (by when they came
+    in), at most `limit`, each with its jury and whether one may be asked at `at`: one query
+    on the claims' member-id key over the family's rows. None if `member_ref` has no
+    membership at all.
+
+    Claims that intake has not matched to a member (not yet taken in, or malformed) are not
+    listed: only their text names the member, so finding them would read every such claim of
+    every member. Each is still followed at its own URL, which its submission answered with.
+    """
+    by_id = {m.id: m for m in family_rows(session, member_ref)}
+    if not by_id:
+        return None
+    found = session.exec(
+        select(Claim, JuryCase)
+        .outerjoin(JuryCase, col(JuryCase.claim_id) == Claim.id)
+        .where(col(Claim.member_id).in_(list(by_id)))
+        .options(defer(col(Claim.raw)))
+        .order_by(col(Claim.received_at).desc(), col(Claim.id).desc())
+        .limit(limit)
+    ).all()
+    return [
+        ClaimLine(
+            claim=claim,
+            member_ref=by_id[claim.member_id].member_ref,
+            jury=jury,
+            may_ask_jury=jury_request_refusal(
+                claim.state,
+                claim.reason_code,
+                claim.decided_at,
+                at,
+                get_plan(str(claim.plan)),
+                jury.id if jury else None,
+            )
+            is None,
+        )
+        for claim, jury in found
+    ]
