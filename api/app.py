@@ -4,7 +4,7 @@ disputes and staff; every error is RFC 9457 problem+json."""
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import accesslog, claims, disputes, members, public, staff, throttle
+from api import accesslog, claims, disputes, members, pages, public, staff, throttle
 from api.auth import public_key
 from api.bodylimit import BodyLimit
 from api.problems import RESPONSES, ProblemDetails, install
@@ -30,6 +30,7 @@ def create_app() -> FastAPI:
         )
     for module in (public, members, claims, disputes, staff):
         app.include_router(module.router)
+    pages.install(app)  # the member's pages on the same handlers, under /app
     _declare_problems(app)
     return app
 

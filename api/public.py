@@ -17,6 +17,7 @@ from domain.db import transaction
 from domain.models import CycleStatus, Member, SharingCycle
 from domain.plans import load_plans
 from domain.services import payments as payment_service
+from domain.services.announcements import Announcement as AnnouncementPage
 from domain.services.announcements import announcement, current_cycle
 
 router = APIRouter()
@@ -131,17 +132,29 @@ def known_plan(plan: str) -> str:
 def current_announcement(plan: str, request: Request) -> Announcement:
     """The current 公示: the latest published cycle's masked cases, expected share and sharing
     members, and the objection window. Cacheable: `ETag` and `Cache-Control`."""
-    pages = request.app.state.pages
-    held = pages.get(known_plan(plan))
-    if held is None or held.expires < time.monotonic():
-        held = _Page(time.monotonic() + PAGE_FRESH_SECONDS, *_encoded(_announcement(plan)))
-        pages[plan] = held
+    held = _held(known_plan(plan), request)
     return _answer(held.body, held.tag, request, ANNOUNCEMENT_CACHE)  # type: ignore[return-value]
+
+
+def cached_announcement(plan: str, request: Request) -> Announcement:
+    """The 公示 the API answers now (the member's pages show the same one)."""
+    return _held(known_plan(plan), request).view
+
+
+def _held(plan: str, request: Request) -> "_Page":
+    pages = request.app.state.pages
+    held = pages.get(plan)
+    if held is None or held.expires < time.monotonic():
+        view = _announcement(plan)
+        held = _Page(time.monotonic() + PAGE_FRESH_SECONDS, view, *_encoded(view))
+        pages[plan] = held
+    return held
 
 
 @dataclass(frozen=True)
 class _Page:
     expires: float
+    view: Announcement
     body: bytes
     tag: str
 
@@ -157,9 +170,14 @@ def _announcement(plan: str) -> Announcement:
         cycle = current_cycle(session, plan)
         if cycle is None:
             raise Problem(404, "no-announcement", "Nothing announced yet", f"{plan} has no 公示")
-        page = announcement(session, cycle)
+        return announcement_view(announcement(session, cycle))
+
+
+def announcement_view(page: AnnouncementPage) -> Announcement:
+    """The 公示 as the API answers it (and the pages and the static export show it)."""
+    cycle = page.cycle
     return Announcement(
-        plan=plan,
+        plan=cycle.plan,
         cycle_id=cycle.id or 0,
         status=cycle.status,
         announce_on=cycle.announce_on,

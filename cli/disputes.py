@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
+from api.pages.render import announcement_html
+from api.public import announcement_view
 from broker.database import engine
 from broker.submit import send_step
-from cli.announcement_page import render
 from cli.output import JSON_OPTION, console, fail, parse_moment, print_json, table, wait_for
 from domain.db import transaction
 from domain.money import yuan
@@ -108,7 +109,7 @@ def announcements_export(
 ) -> None:
     """Write the announcement as a static page in Chinese, readable on a phone."""
     page = _announcement(plan, cycle)
-    html.write_text(render(page), encoding="utf-8")
+    html.write_text(announcement_html(announcement_view(page)), encoding="utf-8")
     if as_json:
         print_json({"written": str(html), "cases": len(page.cases)})
     else:

@@ -528,6 +528,8 @@ def serve(
             "run `huzhu db upgrade`",
         )
     console.print(f"serving the members' API on http://127.0.0.1:{port} (docs: /docs)")
+    login = "log in with a member_ref" if get_settings().embedded else "the platform logs in"
+    console.print(f"the members' pages: http://127.0.0.1:{port}/app ({login})")
     if offset := get_settings().api_clock_offset_days:
         console.print(f"[yellow]rehearsal: the API's clock runs {offset:.1f} days ahead[/yellow]")
     options = {"host": "127.0.0.1", "port": port, "log_level": "warning", "access_log": False}

@@ -107,6 +107,22 @@ REASON_FOR_MEMBERS = {
     ),
     Reason.OBJECTION_UPHELD: "A member's objection was upheld on re-review.",
 }
+# The same, as the member's pages say it in Chinese.
+REASON_FOR_MEMBERS_ZH = {
+    Reason.MALFORMED: "申请材料不完整或无法识别，请重新提交。",
+    Reason.UNKNOWN_MEMBER: "在本计划中找不到这位成员。",
+    Reason.NOT_MEMBER_AT_DIAGNOSIS: "确诊时您不在本计划中。",
+    Reason.NOT_COVERED: "该疾病不在本计划保障的疾病范围内。",
+    Reason.DUPLICATE: "该申请与已收到的申请重复。",
+    Reason.INSIDE_WAITING_PERIOD: "疾病发生在等待期内；您已分摊的金额将退还。",
+    Reason.AGE_OUT_OF_PLAN: "确诊时您的年龄不在本计划的年龄范围内。",
+    Reason.ALREADY_PAID: "本计划每位成员只获助一次，您已获得过互助金。",
+    Reason.CRITERIA_NOT_MET: "审核员认为病情不符合本计划的疾病定义；您可以申请赔审团评议。",
+    Reason.NO_HOSPITAL_RECORD: "医院没有这次确诊的记录。",
+    Reason.NOT_CONFIRMED_BY_RECORDS: "医院的记录不能证实该诊断；您可以申请赔审团评议。",
+    Reason.UNDISCLOSED_CONDITION: "记录显示加入前已患该病；您可以申请赔审团评议。",
+    Reason.OBJECTION_UPHELD: "有成员提出的异议经复核成立。",
+}
 
 
 class IllegalTransition(ValueError):

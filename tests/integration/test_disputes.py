@@ -214,12 +214,15 @@ def test_ineligible_jurors_are_refused_with_a_reason(rejected_case):
 
 
 def test_the_announcement_page_renders_in_a_real_browser(three_cases, tmp_path):
-    from cli.announcement_page import render
+    from api.pages.render import announcement_html
+    from api.public import announcement_view
 
     with transaction(engine()) as session:
         cycle = cycle_service.latest_cycle(session, CRITICAL)
         page = tmp_path / "announcement.html"
-        page.write_text(render(announcement(session, cycle)), encoding="utf-8")
+        page.write_text(
+            announcement_html(announcement_view(announcement(session, cycle))), encoding="utf-8"
+        )
     browser = [
         "chromium",
         "--headless",
@@ -236,7 +239,7 @@ def test_the_announcement_page_renders_in_a_real_browser(three_cases, tmp_path):
     dom = subprocess.run(
         [*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60
     ).stdout
-    assert dom.count('class="case"') == 3 and "吴*漫" in dom and "吴小漫" not in dom
+    assert dom.count('class="card case"') == 3 and "吴*漫" in dom and "吴小漫" not in dom
     assert "我有异议" in dom and "预计每人分摊" in dom
     shot = tmp_path / "phone.png"
     subprocess.run([*browser, f"--screenshot={shot}", page.as_uri()], timeout=60, check=True)

@@ -1,0 +1,93 @@
+"""The member's pages over HTTP on each stack: the login (a development token only on the
+embedded default, the platform's token anywhere), the cookie kept from scripts, forms from
+other sites refused, bad input answered in the member's words with nothing recorded."""
+
+from sqlmodel import select
+
+from broker.database import engine
+from domain.db import transaction
+from domain.models import Objection
+from tests.integration.api_support import serving
+from tests.integration.scenario import CRITICAL, enrol, membership, submission
+from tests.integration.test_api_disputes import clock_at
+from tests.integration.test_disputes import OBJECTING, claim_through_rules, publish
+
+
+def logged_in(api, member_ref: str) -> None:
+    answer = api.post("/app/login", data={"member_ref": member_ref, "next": "/app/me"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/app/me", answer.text
+
+
+def objections() -> list[Objection]:
+    with transaction(engine()) as session:
+        return list(session.exec(select(Objection)))
+
+
+def test_a_page_sends_a_visitor_to_log_in_and_back(sqlite_stack):
+    with serving() as api:
+        away = api.get("/app/me/charges")
+        assert away.status_code == 303
+        assert away.headers["location"] == "/app/login?next=/app/me/charges"
+        answer = api.post("/app/login", data={"member_ref": "C0001", "next": "/app/me/charges"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/app/me/charges"
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/app" in cookie
+        card = api.get("/app/me")
+        assert card.status_code == 404 and "还没有加入" in card.text  # logged in, not a member
+        assert card.headers["cache-control"] == "private, no-store"
+
+
+def test_the_login_goes_back_only_to_our_own_pages_and_refuses_a_blank_id(sqlite_stack):
+    with serving() as api:
+        for elsewhere in ("https://evil.example/", "//evil.example/app", "/v1/me"):
+            answer = api.post("/app/login", data={"member_ref": "C0001", "next": elsewhere})
+            assert answer.headers["location"] == "/app/me", elsewhere
+        blank = api.post("/app/login", data={"member_ref": "  ", "next": "/app/me"})
+        assert blank.status_code == 401 and "请填写成员编号" in blank.text
+        assert "set-cookie" not in blank.headers
+
+
+def test_the_fleet_takes_only_the_platforms_token(postgres_stack, tokens):
+    platform = tokens("C0001")["Authorization"].removeprefix("Bearer ")
+    with serving() as api:
+        form = api.get("/app/login")
+        assert 'name="token"' in form.text and 'name="member_ref"' not in form.text
+        minted = api.post("/app/login", data={"member_ref": "C0001"})
+        assert minted.status_code == 401 and "set-cookie" not in minted.headers
+        forged = api.post("/app/login", data={"token": platform[:-4] + "AAAA"})
+        assert forged.status_code == 401 and "set-cookie" not in forged.headers
+        answer = api.post("/app/login", data={"token": platform, "next": "/app/jury"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/app/jury"
+        assert "secure" in answer.headers["set-cookie"].lower()  # the fleet is behind TLS
+
+
+def test_an_objection_form_from_another_site_is_refused_and_records_nothing(stack, tokens):
+    enrol(membership(20, 0))
+    claim_through_rules(submission("case-a", "C0005", "C73"))
+    publish()
+    clock_at(OBJECTING)
+    reason = {"reason": "I saw the applicant at work last week"}
+    with serving() as api:
+        if stack.name == "sqlite":
+            logged_in(api, "C0001")
+        else:  # the fleet's cookie is Secure: sent here by hand, as a browser would over TLS
+            api.cookies.set("huzhu_token", tokens("C0001")["Authorization"][7:], path="/app")
+        url = "/app/cases/case-a/objection"
+        for foreign in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            refused = api.post(url, data=reason, headers=foreign)
+            assert refused.status_code == 403 and "其他网站" in refused.text
+        short = api.post(url, data={"reason": "no"})
+        assert short.status_code == 422 and "填写有误" in short.text
+        assert objections() == []
+
+        here = api.post(url, data=reason, headers={"Origin": str(api.base_url).rstrip("/")})
+        assert here.status_code == 201 and "异议已记录" in here.text
+        again = api.post(url, data=reason)
+        assert again.status_code == 409 and "已对这个案例提出过异议" in again.text
+        assert [o.reason for o in objections()] == [reason["reason"]]
+        listed = api.get("/app/me/objections")
+        assert "案例 case-a" in listed.text and "待复核" in listed.text
+
+        page = api.get(f"/app/plans/{CRITICAL}/announcement")
+        assert page.status_code == 200 and "吴*漫" in page.text and "吴小漫" not in page.text
+        assert api.get("/app/plans/no-such-plan/announcement").status_code == 404
