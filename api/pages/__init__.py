@@ -4,13 +4,13 @@ step), under /app."""
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from api.pages import jury_pages, member_pages, public_pages
+from api.pages import claim_pages, jury_pages, member_pages, public_pages
 from api.pages.common import Refusal, page
 from api.pages.session import CrossSite, LoginNeeded, to_login
 
 
 def install(app: FastAPI) -> None:
-    for module in (public_pages, member_pages, jury_pages):
+    for module in (public_pages, member_pages, claim_pages, jury_pages):
         app.include_router(module.router)
     app.add_exception_handler(LoginNeeded, _to_login)
     app.add_exception_handler(CrossSite, _cross_site)

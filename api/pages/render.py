@@ -1,5 +1,5 @@
-"""The member's pages rendered from Jinja2 templates: yuan to the fen, moments in Shanghai time,
-and one announcement template for the app and for the static export."""
+"""The member's pages rendered from Jinja2 templates: every amount in yuan to the fen, moments
+in Shanghai time, and one announcement template for the app and for the static export."""
 
 from datetime import date, datetime
 from functools import cache
@@ -53,12 +53,6 @@ def shanghai(moment: datetime | date | str | None, with_time: bool = True) -> st
     return local.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
 
 
-def wan(fen: int) -> str:
-    """An aid amount as the 公示 reads it: 30万元."""
-    amount = fen / 1_000_000
-    return f"{amount:g}万元" if amount >= 1 else f"{yuan(fen)}元"
-
-
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -68,7 +62,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(yuan=yuan, shanghai=shanghai, wan=wan)
+    env.filters.update(yuan=yuan, shanghai=shanghai)
     env.globals.update(
         STATUS_ZH=STATUS_ZH,
         SEX_ZH=SEX_ZH,

@@ -79,6 +79,30 @@ def test_a_rejected_applicant_asks_a_jury_and_a_juror_passes_the_exam_and_votes(
     assert "第一票有效" in page.get_by_role("alert").inner_text()
 
 
+def test_a_member_applies_for_aid_and_follows_the_claim(phone, site):
+    member = phone("M0000130")
+    page = member.open("/app/me/claims")
+    page.get_by_role("link", name="申请互助金").click()
+    page.wait_for_url("**/app/me/claims/new")
+    member.check("claim-form")
+    page.get_by_label("诊断编码").fill("not a code")
+    page.get_by_label("确诊日期").fill(str(date.today() - timedelta(days=3)))
+    page.get_by_label("确诊医院").fill("杭州市第一人民医院")
+    page.get_by_label("否").check()
+    page.get_by_role("button", name="提交申请").click()
+    assert "icd10" in page.get_by_role("alert").inner_text()
+    assert page.get_by_label("确诊医院").input_value() == "杭州市第一人民医院"
+    page.get_by_label("诊断编码").fill("C73")
+    page.get_by_role("button", name="提交申请").click()
+    page.wait_for_url("**/app/claims/*")
+    submission_id = page.url.rsplit("/", 1)[1]
+    assert page.locator(".history li").count() >= 1
+    followed = httpx.get(f"{site.url}/v1/claims/{submission_id}", headers=site.token("M0000130"))
+    assert followed.status_code == 200 and followed.json()["plan"] == "critical-illness"
+    listed = member.open("/app/me/claims").locator(f"#claim-{submission_id}")
+    assert listed.count() == 1
+
+
 def uncertified_member(site) -> str:
     """A member of the demo who may sit the exam and then vote: an adult paying for
     themselves, a member for more than 30 days, not yet a juror."""

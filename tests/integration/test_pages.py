@@ -6,7 +6,7 @@ from sqlmodel import select
 
 from broker.database import engine
 from domain.db import transaction
-from domain.models import Objection
+from domain.models import Claim, Objection
 from tests.integration.api_support import serving
 from tests.integration.scenario import CRITICAL, enrol, membership, submission
 from tests.integration.test_api_disputes import clock_at
@@ -91,3 +91,29 @@ def test_an_objection_form_from_another_site_is_refused_and_records_nothing(stac
         page = api.get(f"/app/plans/{CRITICAL}/announcement")
         assert page.status_code == 200 and "吴*漫" in page.text and "吴小漫" not in page.text
         assert api.get("/app/plans/no-such-plan/announcement").status_code == 404
+
+
+def test_a_claim_form_sent_twice_is_one_application(stack, tokens):
+    enrol(membership(20, 0))
+    form = {
+        "submission_id": "form-1",
+        "membership": f"{CRITICAL}|C0005",
+        "icd10": "C73",
+        "diagnosed_on": "2026-11-20",
+        "hospital": "杭州市第一人民医院",
+        "accident": "no",
+    }
+    with serving() as api:
+        if stack.name == "sqlite":
+            logged_in(api, "C0005")
+        else:
+            api.cookies.set("huzhu_token", tokens("C0005")["Authorization"][7:], path="/app")
+        for _ in range(2):
+            sent = api.post("/app/me/claims", data=form)
+            assert sent.status_code == 303 and sent.headers["location"] == "/app/claims/form-1"
+        other = api.post("/app/me/claims", data=form | {"membership": f"{CRITICAL}|C0001"})
+        assert other.status_code == 422  # another member's claim: not the caller's to make
+        shown = api.get("/app/claims/form-1")
+        assert shown.status_code == 200 and "已收到" in shown.text
+    with transaction(engine()) as session:
+        assert [c.submission_id for c in session.exec(select(Claim))] == ["form-1"]
