@@ -60,11 +60,15 @@ async def charges(request: Request) -> HTMLResponse:
 
 @router.get("/join")
 async def join_form(request: Request) -> HTMLResponse:
-    who = member(request)
-    return _join_page(who, {})
+    return _join_page(member(request), {}, family=False)
 
 
-def _join_page(who, entered: dict, error: Refusal | None = None) -> HTMLResponse:
+@router.get("/me/dependants/new")
+async def family_form(request: Request) -> HTMLResponse:
+    return _join_page(member(request), {}, family=True)
+
+
+def _join_page(who, entered: dict, family: bool, error: Refusal | None = None) -> HTMLResponse:
     return page(
         "join.html",
         error.status if error else 200,
@@ -72,17 +76,32 @@ def _join_page(who, entered: dict, error: Refusal | None = None) -> HTMLResponse
         terms=members.terms(),
         plans=public.plans(),
         entered=entered,
+        family=family,
         error=error,
     )
 
 
 @router.post("/join")
 async def join(request: Request) -> Response:
+    return await _enrol(request, family=False)
+
+
+@router.post("/me/dependants")
+async def enrol_family(request: Request) -> Response:
+    return await _enrol(request, family=True)
+
+
+async def _enrol(request: Request, family: bool) -> Response:
+    """Join, or enrol a family member the caller pays for: the same form and the same rules
+    (the API's handlers), the family member's own id added."""
     who = member(request)
     form = await posted(request, who)
     terms = members.terms()
+    model = members.Dependant if family else members.Applicant
+    extra = {"member_ref": form.get("member_ref", "")} if family else {}
     try:
-        body = members.Applicant(
+        body = model(
+            **extra,
             plan=form.get("plan", ""),
             birth_date=form.get("birth_date", ""),
             sex=form.get("sex", ""),
@@ -98,13 +117,14 @@ async def join(request: Request) -> Response:
                 version=form.get("consent_version", ""), agreed=form.get("consent") == "agreed"
             ),
         )
-        await in_thread(members.join, body, who, Response())
+        enrol = members.enrol_dependant if family else members.join
+        await in_thread(enrol, body, who, Response())
     except ValidationError as error:
-        return _join_page(who, form, Refusal.invalid(error))
+        return _join_page(who, form, family, Refusal.invalid(error))
     except Problem as error:
-        return _join_page(who, form, Refusal.of(error))
+        return _join_page(who, form, family, Refusal.of(error))
     found = await in_thread(members.me, who)
-    return page("card.html", 201, who=who, card=found, joined=body.plan, tab="me")
+    return page("card.html", 201, who=who, card=found, joined=body, tab="me")
 
 
 @router.get("/me/exit")

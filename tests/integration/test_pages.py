@@ -4,10 +4,12 @@ other sites refused, bad input answered in the member's words with nothing recor
 
 from sqlmodel import select
 
+from api.auth import mint
 from broker.database import engine
+from broker.settings import get_settings
 from domain.db import transaction
 from domain.models import Claim, Objection
-from tests.integration.api_support import serving
+from tests.integration.api_support import bearer, serving
 from tests.integration.scenario import CRITICAL, enrol, membership, submission
 from tests.integration.test_api_disputes import clock_at
 from tests.integration.test_disputes import OBJECTING, claim_through_rules, publish
@@ -117,3 +119,39 @@ def test_a_claim_form_sent_twice_is_one_application(stack, tokens):
         assert shown.status_code == 200 and "已收到" in shown.text
     with transaction(engine()) as session:
         assert [c.submission_id for c in session.exec(select(Claim))] == ["form-1"]
+
+
+def joining(**changes) -> dict:
+    form = {
+        "plan": CRITICAL,
+        "birth_date": "1990-05-01",
+        "sex": "F",
+        "province": "浙江",
+        "consent_version": "2026-12-01",
+        "consent": "agreed",
+    } | {f"health-{q}": "no" for q in ("cancer", "heart", "stroke", "organs", "treatment")}
+    return form | changes
+
+
+def test_family_is_enrolled_from_the_page_and_the_consent_is_never_assumed(sqlite_stack):
+    with serving() as api:
+        logged_in(api, "PARENT")
+        unticked = joining()
+        del unticked["consent"]
+        refused = api.post("/app/join", data=unticked)
+        assert refused.status_code == 422 and "需要您同意自动扣款授权" in refused.text
+        assert 'name="consent" value="agreed">' in refused.text  # still not ticked
+        maybe = api.post("/app/join", data=joining(**{"health-heart": "maybe"}))
+        assert maybe.status_code == 422 and "请回答每一道健康告知问题" in maybe.text
+        assert api.get("/app/me").status_code == 404  # nothing joined yet
+
+        assert api.post("/app/join", data=joining()).status_code == 201
+        child = joining(member_ref="KID-1", birth_date="2015-02-03")
+        enrolled = api.post("/app/me/dependants", data=child)
+        assert enrolled.status_code == 201 and "KID-1 已加入" in enrolled.text
+        card = api.get("/v1/me", headers=bearer(mint(get_settings(), "PARENT", set()))).json()
+        assert [d["member_ref"] for d in card["dependants"]] == ["KID-1"]
+
+        logged_in(api, "KID-1")  # a dependant does not enrol family of their own
+        grandchild = api.post("/app/me/dependants", data=joining(member_ref="KID-2"))
+        assert grandchild.status_code == 422 and "KID-2" not in api.get("/app/me").text
