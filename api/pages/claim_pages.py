@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from api import claims, disputes, members
 from api.pages.common import Refusal, in_thread, page, posted, refused
-from api.pages.render import shanghai
+from api.pages.render import part, shanghai
 from api.pages.session import member
-from api.problems import Problem
+from api.problems import Problem, SubmissionRef
 from domain.claims import Submission
 from domain.illnesses import load_catalog
 
@@ -31,7 +31,7 @@ async def my_claims(request: Request) -> HTMLResponse:
 
 
 @router.get("/claims/{submission_id}")
-async def claim(submission_id: str, request: Request) -> HTMLResponse:
+async def claim(submission_id: SubmissionRef, request: Request) -> HTMLResponse:
     who = member(request)
     try:
         found = await in_thread(claims.claim, submission_id, who)
@@ -43,18 +43,18 @@ async def claim(submission_id: str, request: Request) -> HTMLResponse:
 
 
 @router.post("/claims/{submission_id}/jury")
-async def ask_for_jury(submission_id: str, request: Request) -> Response:
+async def ask_for_jury(submission_id: SubmissionRef, request: Request) -> Response:
     who = member(request)
     await posted(request, who)
     try:
         asked = await in_thread(disputes.ask_for_jury, submission_id, who)
     except Problem as error:
-        return refused(Refusal.of(error), who, f"/app/claims/{submission_id}")
+        return refused(Refusal.of(error), who, f"/app/claims/{part(submission_id)}")
     lines = [
         f"已为申请 {submission_id} 组织赔审团（第{asked.jury_id}号评议）。",
         f"至少{asked.min_votes}位赔审员投票，评议截止于 {shanghai(asked.closes_at)}。",
     ]
-    back = f"/app/claims/{submission_id}"
+    back = f"/app/claims/{part(submission_id)}"
     return page("message.html", 201, who=who, heading="已申请赔审团", lines=lines, back=back)
 
 
@@ -96,7 +96,7 @@ async def apply(request: Request) -> Response:
         "icd10": form.get("icd10", "").strip(),
         "diagnosed_on": form.get("diagnosed_on", ""),
         "hospital": form.get("hospital", "").strip(),
-        "accident": form.get("accident") == "yes",
+        "accident": {"yes": True, "no": False}.get(form.get("accident", "")),
     }
     try:
         # Checked as intake will check it, so that a slip is fixed here, not rejected later.
@@ -110,4 +110,4 @@ async def apply(request: Request) -> Response:
     except Problem as error:
         card = await in_thread(members.me, who)
         return _claim_page(who, card, form, Refusal.of(error))
-    return RedirectResponse(f"/app/claims/{sent.submission_id}", status_code=303)
+    return RedirectResponse(f"/app/claims/{part(sent.submission_id)}", status_code=303)

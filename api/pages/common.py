@@ -32,6 +32,18 @@ TITLE_ZH = {
     "too-many-requests": "操作太频繁，请稍后再试",
     "invalid-field": "填写有误",
     "forbidden": "没有权限",
+    "not-your-member": "只能为本人或您代付的家人申请",
+    "submission-id-taken": "该申请编号已被使用，请重新填写申请",
+    "invalid-request": "填写有误",
+}
+UNKNOWN_TITLE = "操作未被受理"
+# A page is nobody's to frame, sniff or tell other sites about.
+HEADERS = {
+    "Cache-Control": "private, no-store",  # one member's own records: no shared cache
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -43,7 +55,7 @@ class Refusal:
 
     @classmethod
     def of(cls, error: Problem) -> "Refusal":
-        return cls(TITLE_ZH.get(error.kind, error.title), error.detail, error.status)
+        return cls(TITLE_ZH.get(error.kind, UNKNOWN_TITLE), error.detail, error.status)
 
     @classmethod
     def invalid(cls, error: ValidationError) -> "Refusal":
@@ -53,9 +65,7 @@ class Refusal:
 
 
 def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    # No page is kept by a shared cache: each shows one member's own records.
-    headers = {"Cache-Control": "private, no-store"}
-    return HTMLResponse(render(template, **context), status_code=status, headers=headers)
+    return HTMLResponse(render(template, **context), status_code=status, headers=HEADERS)
 
 
 def refused(refusal: Refusal, who: Caller | None, back: str) -> HTMLResponse:
@@ -70,6 +80,6 @@ async def in_thread(work: Callable[..., Any], *args: Any) -> Any:
 async def posted(request: Request, who: Caller) -> dict[str, Any]:
     """A form of our own pages, inside the member's write limit (as the API's writes are)."""
     same_site(request)
-    write_limit(who)
+    write_limit(who)  # a Problem (429), shown as a page by the pages' handler
     form = await request.form()
     return {key: value for key, value in form.items() if isinstance(value, str)}

@@ -1,15 +1,19 @@
 """赔审团: the juror exam, the open juries of the member's plans (masked as on the 公示) and the
 vote."""
 
-from fastapi import APIRouter, Request, Response
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import HTMLResponse
 
 from api import disputes, members
 from api.pages.common import Refusal, in_thread, page, posted, refused
 from api.pages.session import member
-from api.problems import Problem
+from api.problems import MAX_ID, Problem
 
 router = APIRouter(prefix="/app", include_in_schema=False)
+ANSWER = re.compile(r"[0-9]{1,2}")  # a choice's index, ASCII digits only
 
 
 @router.get("/jury")
@@ -36,7 +40,7 @@ async def exam(request: Request) -> Response:
     who = member(request)
     form = await posted(request, who)
     questions = disputes.juror_exam().questions
-    answers = {q.id: int(form[q.id]) for q in questions if form.get(q.id, "").isdigit()}
+    answers = {q.id: int(form[q.id]) for q in questions if ANSWER.fullmatch(form.get(q.id, ""))}
     try:
         result = await in_thread(disputes.take_exam, disputes.ExamAnswers(answers=answers), who)
     except Problem as error:
@@ -45,10 +49,12 @@ async def exam(request: Request) -> Response:
 
 
 @router.post("/juries/{jury_id}/vote")
-async def vote(jury_id: int, request: Request) -> Response:
+async def vote(jury_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request) -> Response:
     who = member(request)
     form = await posted(request, who)
-    support = form.get("support") == "yes"
+    if form.get("support") not in ("yes", "no"):  # never a vote the juror did not choose
+        return refused(Refusal("请选择支持或不支持赔付", "没有记录投票。"), who, "/app/jury")
+    support = form["support"] == "yes"
     try:
         await in_thread(disputes.vote, jury_id, disputes.Vote(support=support), who)
     except Problem as error:

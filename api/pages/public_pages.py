@@ -19,7 +19,7 @@ from api.pages.session import (
     same_site,
     viewer,
 )
-from api.problems import Problem
+from api.problems import Problem, SubmissionRef
 from broker.settings import get_settings
 from domain.members import MemberRef
 
@@ -87,7 +87,7 @@ async def announcement(plan: str, request: Request) -> HTMLResponse:
 
 
 @router.post("/cases/{case_ref}/objection")
-async def object_to(case_ref: str, request: Request) -> Response:
+async def object_to(case_ref: SubmissionRef, request: Request) -> Response:
     who = member(request)
     form = await posted(request, who)
     try:

@@ -4,6 +4,7 @@ in Shanghai time, and one announcement template for the app and for the static e
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -53,6 +54,11 @@ def shanghai(moment: datetime | date | str | None, with_time: bool = True) -> st
     return local.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
 
 
+def part(text: str) -> str:
+    """An id as one segment of a page's address (an app's ids may hold / ? or #)."""
+    return quote(text, safe="")
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -62,7 +68,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(yuan=yuan, shanghai=shanghai)
+    env.filters.update(yuan=yuan, shanghai=shanghai, part=part)
     env.globals.update(
         STATUS_ZH=STATUS_ZH,
         SEX_ZH=SEX_ZH,

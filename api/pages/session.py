@@ -43,10 +43,13 @@ def checked(token: str | None) -> Caller | None:
 
 
 def member(request: Request) -> Caller:
-    """The viewer, or off to the login page and back here afterwards."""
+    """The viewer, or off to the login page and back here afterwards (after a form, back to
+    the page that showed it: a form's address answers only its POST)."""
     who = viewer(request)
     if who is None:
-        raise LoginNeeded(request.url.path)
+        if request.method == "GET":
+            raise LoginNeeded(request.url.path)
+        raise LoginNeeded(safe_next(urlsplit(request.headers.get("referer", "")).path))
     return who
 
 
@@ -54,7 +57,8 @@ def same_site(request: Request) -> None:
     """Forms only from our own pages. The cookie is SameSite=Strict already; a browser that
     says where a form came from is checked too (Origin, Sec-Fetch-Site)."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
+    # "null": a sandboxed frame, or a form sent on through another site's redirect.
+    if origin and (origin == "null" or urlsplit(origin).netloc != request.url.netloc):
         raise CrossSite(origin)
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise CrossSite("cross-site")

@@ -39,8 +39,10 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module-scoped: Playwright's sync API keeps an event loop running in this thread while
+    # it is open, and the tests after these (asyncio.run in the gateways') need it gone.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=chromium(),

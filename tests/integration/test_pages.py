@@ -5,6 +5,7 @@ other sites refused, bad input answered in the member's words with nothing recor
 from sqlmodel import select
 
 from api.auth import mint
+from broker.app import reconfigure
 from broker.database import engine
 from broker.settings import get_settings
 from domain.db import transaction
@@ -155,3 +156,49 @@ def test_family_is_enrolled_from_the_page_and_the_consent_is_never_assumed(sqlit
         logged_in(api, "KID-1")  # a dependant does not enrol family of their own
         grandchild = api.post("/app/me/dependants", data=joining(member_ref="KID-2"))
         assert grandchild.status_code == 422 and "KID-2" not in api.get("/app/me").text
+
+
+def test_bad_input_on_a_page_is_answered_by_a_page_never_a_500(stack, tokens):
+    enrol(membership(5, 0))
+    with serving() as api:
+        if stack.name == "sqlite":
+            logged_in(api, "C0001")
+        else:
+            api.cookies.set("huzhu_token", tokens("C0001")["Authorization"][7:], path="/app")
+        for method, path, status in (
+            ("GET", "/app/claims/a%00b", 422),  # PostgreSQL cannot even compare a NUL
+            ("POST", "/app/cases/a%00b/objection", 422),
+            ("POST", "/app/juries/99999999999999999999/vote", 422),
+            ("POST", "/app/juries/abc/vote", 422),
+            ("GET", "/app/no-such-page", 404),
+            ("GET", "/app/logout", 405),
+        ):
+            answer = api.request(method, path, data={"support": "yes", "reason": "a reason"})
+            assert answer.status_code == status, (path, answer.text[:300])
+            assert answer.headers["content-type"].startswith("text/html"), path
+            assert answer.headers["x-frame-options"] == "DENY"
+        assert api.get("/v1/no-such-thing").headers["content-type"] == "application/problem+json"
+
+        unchosen = api.post("/app/juries/1/vote", data={"support": "true"})
+        assert unchosen.status_code == 422 and "请选择支持或不支持赔付" in unchosen.text
+        odd = api.post("/app/jury/exam", data={"waiting": "²", "cap": "9" * 5000})
+        assert odd.status_code == 200 and "答对 0 / 5 题" in odd.text
+        framed = api.post("/app/logout", headers={"Origin": "null"})
+        assert framed.status_code == 403
+
+        reconfigure(get_settings().model_copy(update={"api_write_limit": "1/minute"}))
+        api.post("/app/jury/exam", data={})
+        limited = api.post("/app/jury/exam", data={})
+        assert limited.status_code == 429 and "操作太频繁" in limited.text
+
+
+def test_a_form_sent_logged_out_goes_to_the_login_and_back_to_its_page(sqlite_stack):
+    announcement = f"http://127.0.0.1/app/plans/{CRITICAL}/announcement"
+    with serving() as api:
+        sent = api.post("/app/cases/case-a/objection", headers={"Referer": announcement})
+        assert sent.status_code == 303
+        assert sent.headers["location"] == f"/app/login?next=/app/plans/{CRITICAL}/announcement"
+        elsewhere = api.post(
+            "/app/cases/case-a/objection", headers={"Referer": "https://x.example/"}
+        )
+        assert elsewhere.headers["location"] == "/app/login?next=/app/me"
