@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from api.pages import claim_pages, jury_pages, member_pages, public_pages
-from api.pages.common import Refusal, page
+from api.pages.common import NotMember, Refusal, page
 from api.pages.session import CrossSite, LoginNeeded, to_login, viewer
 from api.problems import Problem
 
@@ -25,6 +25,7 @@ def install(app: FastAPI) -> None:
         app.include_router(module.router)
     app.add_exception_handler(LoginNeeded, _to_login)
     app.add_exception_handler(CrossSite, _cross_site)
+    app.add_exception_handler(NotMember, _not_member)
     for kind in (Problem, HTTPException, RequestValidationError, Exception):
         app.add_exception_handler(kind, _on_pages(app.exception_handlers[kind]))
 
@@ -64,3 +65,7 @@ async def _to_login(_: Request, error: Exception) -> RedirectResponse:
 async def _cross_site(request: Request, _: Exception) -> HTMLResponse:
     refusal = Refusal("请求来自其他网站", "为保护您的账户，只接受从互助页面提交的操作。", 403)
     return page("message.html", 403, error=refusal, who=viewer(request))
+
+
+async def _not_member(request: Request, _: Exception) -> HTMLResponse:
+    return page("not_member.html", 404, who=viewer(request))

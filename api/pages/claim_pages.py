@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from api import claims, disputes, members
-from api.pages.common import Refusal, in_thread, page, posted, refused
+from api import claims, disputes
+from api.pages.common import Refusal, card_of, in_thread, page, posted, refused
 from api.pages.render import part, shanghai
 from api.pages.session import member
 from api.problems import Problem, SubmissionRef
@@ -61,10 +61,7 @@ async def ask_for_jury(submission_id: SubmissionRef, request: Request) -> Respon
 @router.get("/me/claims/new")
 async def claim_form(request: Request) -> HTMLResponse:
     who = member(request)
-    try:
-        card = await in_thread(members.me, who)
-    except Problem:
-        return page("not_member.html", 404, who=who, tab="claims")
+    card = await card_of(who)
     return _claim_page(who, card, {"submission_id": str(uuid4())})
 
 
@@ -102,12 +99,12 @@ async def apply(request: Request) -> Response:
         # Checked as intake will check it, so that a slip is fixed here, not rejected later.
         Submission.model_validate(body)
     except ValidationError as error:
-        card = await in_thread(members.me, who)
+        card = await card_of(who)
         return _claim_page(who, card, form, Refusal.invalid(error))
     try:
         # The form's own id is the key: tapped twice, it is one application.
         sent = await in_thread(claims.submit, body, body["submission_id"], who, Response())
     except Problem as error:
-        card = await in_thread(members.me, who)
+        card = await card_of(who)
         return _claim_page(who, card, form, Refusal.of(error))
     return RedirectResponse(f"/app/claims/{part(sent.submission_id)}", status_code=303)

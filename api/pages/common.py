@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api import members
 from api.auth import Caller
 from api.pages.render import render
 from api.pages.session import same_site
@@ -75,6 +76,18 @@ def refused(refusal: Refusal, who: Caller | None, back: str) -> HTMLResponse:
 async def in_thread(work: Callable[..., Any], *args: Any) -> Any:
     """The API's handlers use the database synchronously: never on the event loop."""
     return await run_in_threadpool(work, *args)
+
+
+class NotMember(Exception):
+    """The caller has no membership: answered with the page that invites them to join."""
+
+
+async def card_of(who: Caller) -> members.MemberCard:
+    """The member card (the API's GET /v1/me), or NotMember."""
+    try:
+        return await in_thread(members.me, who)
+    except Problem:
+        raise NotMember from None
 
 
 async def posted(request: Request, who: Caller) -> dict[str, Any]:

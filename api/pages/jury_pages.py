@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import HTMLResponse
 
-from api import disputes, members
-from api.pages.common import Refusal, in_thread, page, posted, refused
+from api import disputes
+from api.pages.common import Refusal, card_of, in_thread, page, posted, refused
 from api.pages.session import member
 from api.problems import MAX_ID, Problem
 
@@ -19,10 +19,7 @@ ANSWER = re.compile(r"[0-9]{1,2}")  # a choice's index, ASCII digits only
 @router.get("/jury")
 async def jury(request: Request) -> HTMLResponse:
     who = member(request)
-    try:
-        card = await in_thread(members.me, who)
-    except Problem:
-        return page("not_member.html", 404, who=who, tab="jury")
+    card = await card_of(who)
     certified = any(m.jury_certified for m in card.memberships if not m.exited_at)
     open_juries = await in_thread(disputes.juries, who) if certified else []
     return page(

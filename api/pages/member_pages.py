@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from api import members, public
-from api.pages.common import Refusal, in_thread, page, posted, refused
+from api.pages.common import Refusal, card_of, in_thread, page, posted, refused
 from api.pages.session import member
 from api.problems import Problem
 from domain.plans import get_plan
@@ -22,10 +22,7 @@ CHARGES_SHOWN = 50  # the API's largest page: two years of cycles
 @router.get("/me")
 async def card(request: Request) -> HTMLResponse:
     who = member(request)
-    try:
-        found = await in_thread(members.me, who)
-    except Problem:
-        return page("not_member.html", 404, who=who, tab="me")
+    found = await card_of(who)
     return page("card.html", who=who, card=found, tab="me")
 
 
@@ -123,17 +120,14 @@ async def _enrol(request: Request, family: bool) -> Response:
         return _join_page(who, form, family, Refusal.invalid(error))
     except Problem as error:
         return _join_page(who, form, family, Refusal.of(error))
-    found = await in_thread(members.me, who)
+    found = await card_of(who)
     return page("card.html", 201, who=who, card=found, joined=body, tab="me")
 
 
 @router.get("/me/exit")
 async def exit_form(request: Request) -> HTMLResponse:
     who = member(request)
-    try:
-        found = await in_thread(members.me, who)
-    except Problem:
-        return page("not_member.html", 404, who=who, tab="me")
+    found = await card_of(who)
     return page("exit.html", who=who, card=found, tab="me")
 
 
