@@ -41,6 +41,7 @@ class ObjectionView(BaseModel):
     case_ref: str
     status: str
     reason: str
+    evidence: str | None = Field(description="The objector's link to the evidence, if any.")
     filed_at: datetime
     decided_at: datetime | None
     note: str | None
@@ -136,6 +137,7 @@ def objection_view(found, case_ref: str) -> ObjectionView:
         case_ref=case_ref,
         status=found.status,
         reason=found.reason,
+        evidence=found.evidence,
         filed_at=found.filed_at,
         decided_at=found.decided_at,
         note=found.note,

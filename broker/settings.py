@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # Each member's writes (join, claim, object, vote...) in a moving window, one rate in the
     # `limits` library's notation, e.g. "60/minute".
     api_write_limit: str = "60/minute"
+    # The members' pages' own origin as browsers see it (e.g. https://huzhu.example), when a
+    # proxy in front does not pass the Host on: forms are taken from this origin only. Empty:
+    # the request's own host.
+    app_origin: str = ""
     # Origins allowed to call the API from a browser (CORS); none by default.
     api_cors_origins: list[str] = []
     # Rehearsals only (the demo's data, the end-to-end tests): the API's clock runs this many

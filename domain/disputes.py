@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from urllib.parse import urlsplit
 
 from domain.calendar import age_on, local_date, start_of_day
 from domain.claims import Reason, State
@@ -34,6 +35,17 @@ class Objector:
     is_claimant: bool
     # A jury of members approved the case: its verdict is final, not open to objection.
     jury_approved: bool = False
+
+
+def evidence_refusal(evidence: str | None) -> str | None:
+    """Evidence is a link a reviewer opens: http or https to a host, nothing a browser would
+    run (javascript:, data:)."""
+    if not evidence:
+        return None
+    link = urlsplit(evidence)
+    if link.scheme not in ("http", "https") or not link.netloc:
+        return "the evidence must be an http(s) link, e.g. https://example.com/photo.jpg"
+    return None
 
 
 def objection_refusal(

@@ -58,10 +58,16 @@ def same_site(request: Request) -> None:
     says where a form came from is checked too (Origin, Sec-Fetch-Site)."""
     origin = request.headers.get("origin")
     # "null": a sandboxed frame, or a form sent on through another site's redirect.
-    if origin and (origin == "null" or urlsplit(origin).netloc != request.url.netloc):
+    if origin and (origin == "null" or not _ours(origin, request)):
         raise CrossSite(origin)
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise CrossSite("cross-site")
+
+
+def _ours(origin: str, request: Request) -> bool:
+    if expected := get_settings().app_origin:
+        return origin.rstrip("/") == expected.rstrip("/")  # scheme, host and port
+    return urlsplit(origin).netloc == request.url.netloc
 
 
 def safe_next(path: str | None) -> str:

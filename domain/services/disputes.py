@@ -11,6 +11,7 @@ from domain.disputes import (
     Juror,
     Objector,
     Tally,
+    evidence_refusal,
     juror_refusal,
     jury_request_refusal,
     objection_refusal,
@@ -75,7 +76,9 @@ def file_objection(
         jury_approved=_jury_approved(session, claim.id),
     )
     window = objection_window(cycle.announce_on, get_plan(cycle.plan))
-    if refusal := objection_refusal(claim.state, str(claim.plan), window, at, who):
+    if refusal := objection_refusal(
+        claim.state, str(claim.plan), window, at, who
+    ) or evidence_refusal(evidence):
         raise Refused(refusal)
     objection = Objection(
         claim_id=claim.id,

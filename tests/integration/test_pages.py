@@ -81,15 +81,26 @@ def test_an_objection_form_from_another_site_is_refused_and_records_nothing(stac
             assert refused.status_code == 403 and "其他网站" in refused.text
         short = api.post(url, data={"reason": "no"})
         assert short.status_code == 422 and "填写有误" in short.text
+        script = api.post(url, data=reason | {"evidence": "javascript:alert(document.cookie)"})
+        assert script.status_code == 422 and "http(s) link" in script.text
         assert objections() == []
 
-        here = api.post(url, data=reason, headers={"Origin": str(api.base_url).rstrip("/")})
+        # Behind a proxy the pages know their origin from the settings, not from the Host.
+        reconfigure(get_settings().model_copy(update={"app_origin": "https://huzhu.example"}))
+        direct = api.post(url, data=reason, headers={"Origin": str(api.base_url).rstrip("/")})
+        assert direct.status_code == 403
+        evidence = reason | {"evidence": "https://photos.example/at-work.jpg"}
+        here = api.post(url, data=evidence, headers={"Origin": "https://huzhu.example"})
         assert here.status_code == 201 and "异议已记录" in here.text
         again = api.post(url, data=reason)
         assert again.status_code == 409 and "已对这个案例提出过异议" in again.text
         assert [o.reason for o in objections()] == [reason["reason"]]
         listed = api.get("/app/me/objections")
         assert "案例 case-a" in listed.text and "待复核" in listed.text
+        assert 'href="https://photos.example/at-work.jpg"' in listed.text
+        reviewer = tokens("DR-LI", "reviewer")
+        [waiting] = api.get("/v1/review/objections", headers=reviewer).json()
+        assert waiting["evidence"] == "https://photos.example/at-work.jpg"  # the reviewer sees it
 
         page = api.get(f"/app/plans/{CRITICAL}/announcement")
         assert page.status_code == 200 and "吴*漫" in page.text and "吴小漫" not in page.text
