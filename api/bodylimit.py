@@ -6,12 +6,20 @@ text, whatever the app's error handlers: this one keeps every error a problem.""
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.pages.common import Refusal, page
 from api.problems import problem
 
 MAX_BODY_BYTES = 64 * 1024
 TOO_LARGE = f"send at most {MAX_BODY_BYTES} bytes (a claim or an enrolment is far less)"
+
+
+def _refusal(path: str) -> Response:
+    if path.startswith("/app"):  # a member's page answers with a page
+        return page("message.html", 413, error=Refusal("提交的内容太大", TOO_LARGE, 413))
+    return problem(413, "body-too-large", "The request body is too large", TOO_LARGE)
 
 
 class BodyLimit:
@@ -24,8 +32,7 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length") if scope["type"] == "http" else None
         if declared is not None and int(declared) > MAX_BODY_BYTES:  # h11 checked it is a number
-            refusal = problem(413, "body-too-large", "The request body is too large", TOO_LARGE)
-            await refusal(scope, receive, send)
+            await _refusal(scope["path"])(scope, receive, send)
             return
         read = 0
 

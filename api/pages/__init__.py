@@ -15,7 +15,12 @@ from api.problems import Problem
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 # What a page says for the framework's own refusals (no such page, a method it has not).
-HTTP_ZH = {404: "没有这个页面", 405: "不支持这个操作", 400: "无法读取提交的内容"}
+HTTP_ZH = {
+    400: "无法读取提交的内容",
+    404: "没有这个页面",
+    405: "不支持这个操作",
+    413: "提交的内容太大",
+}
 
 
 def install(app: FastAPI) -> None:

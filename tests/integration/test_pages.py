@@ -190,6 +190,12 @@ def test_bad_input_on_a_page_is_answered_by_a_page_never_a_500(stack, tokens):
             assert answer.headers["x-frame-options"] == "DENY"
         assert api.get("/v1/no-such-thing").headers["content-type"] == "application/problem+json"
 
+        for chunked in (False, True):  # a declared length, and a body sent in chunks
+            body = b"reason=" + b"x" * 70_000
+            content = iter([body]) if chunked else body
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            large = api.post("/app/cases/case-a/objection", content=content, headers=headers)
+            assert large.status_code == 413 and "提交的内容太大" in large.text, chunked
         unchosen = api.post("/app/juries/1/vote", data={"support": "true"})
         assert unchosen.status_code == 422 and "请选择支持或不支持赔付" in unchosen.text
         odd = api.post("/app/jury/exam", data={"waiting": "²", "cap": "9" * 5000})
