@@ -18,7 +18,7 @@ from broker.database import engine
 from broker.submit import Submitted, submit_claim
 from domain.claims import CONTROL_CHARACTERS, REASON_FOR_MEMBERS, Reason, load_json
 from domain.db import transaction
-from domain.models import Claim, Member
+from domain.models import Claim, JuryCase, Member
 from domain.services import claims as claim_service
 from domain.services import requests, statements
 
@@ -36,6 +36,15 @@ class ClaimEvent(BaseModel):
     reason: str | None
 
 
+class JuryView(BaseModel):
+    jury_id: int
+    status: str = Field(description="open: members are voting; closed: the votes are counted.")
+    closes_at: datetime
+    approved: bool | None = Field(
+        description="Once closed, the verdict (true: the jury found for the claim); null before."
+    )
+
+
 class ClaimStatus(BaseModel):
     submission_id: str
     plan: str | None
@@ -44,15 +53,8 @@ class ClaimStatus(BaseModel):
     reason: str | None
     amount_fen: int | None
     history: list[ClaimEvent]
-
-
-class JuryView(BaseModel):
-    jury_id: int
-    status: str = Field(description="open: members are voting; closed: the votes are counted.")
-    closes_at: datetime
-    approved: bool | None = Field(
-        description="Once closed, the verdict (true: the jury found for the claim); null before."
-    )
+    jury: JuryView | None = Field(description="The jury asked for the claim, if any.")
+    may_ask_jury: bool = Field(description="Whether POST /v1/claims/{id}/jury may ask one now.")
 
 
 class MyClaim(BaseModel):
@@ -67,6 +69,14 @@ class MyClaim(BaseModel):
     decided_at: datetime | None
     jury: JuryView | None = Field(description="The jury asked for the claim, if any.")
     may_ask_jury: bool = Field(description="Whether POST /v1/claims/{id}/jury may ask one now.")
+
+
+def jury_view(jury: JuryCase | None) -> JuryView | None:
+    if jury is None:
+        return None
+    return JuryView(
+        jury_id=jury.id or 0, status=jury.status, closes_at=jury.closes_at, approved=jury.approved
+    )
 
 
 def reason_for_members(code: str | None) -> str | None:
@@ -96,14 +106,7 @@ def my_claims(
                 amount_fen=line.claim.amount_fen,
                 received_at=line.claim.received_at,
                 decided_at=line.claim.decided_at,
-                jury=JuryView(
-                    jury_id=line.jury.id or 0,
-                    status=line.jury.status,
-                    closes_at=line.jury.closes_at,
-                    approved=line.jury.approved,
-                )
-                if line.jury
-                else None,
+                jury=jury_view(line.jury),
                 may_ask_jury=line.may_ask_jury,
             )
             for line in lines
@@ -122,6 +125,7 @@ def claim(submission_id: SubmissionRef, who: Member_) -> ClaimStatus:
         if view is None or not _may_follow(session, who, view.claim):
             raise not_found(f"claim {submission_id}")
         found = view.claim
+        jury, may_ask = statements.claim_jury(session, found, clock.now())
         return ClaimStatus(
             submission_id=found.submission_id,
             plan=found.plan,
@@ -133,6 +137,8 @@ def claim(submission_id: SubmissionRef, who: Member_) -> ClaimStatus:
                 ClaimEvent(at=e.at.isoformat(), to_state=e.to_state, reason=e.reason)
                 for e in view.events
             ],
+            jury=jury_view(jury),
+            may_ask_jury=may_ask,
         )
 
 

@@ -35,11 +35,9 @@ async def claim(submission_id: SubmissionRef, request: Request) -> HTMLResponse:
     who = member(request)
     try:
         found = await in_thread(claims.claim, submission_id, who)
-        listed = await in_thread(claims.my_claims, who, CLAIMS_SHOWN)
     except Problem as error:
         return refused(Refusal.of(error), who, "/app/me/claims")
-    line = next((c for c in listed if c.submission_id == submission_id), None)
-    return page("claim.html", who=who, claim=found, line=line, tab="claims")
+    return page("claim.html", who=who, claim=found, tab="claims")
 
 
 @router.post("/claims/{submission_id}/jury")

@@ -205,19 +205,24 @@ def claims(session: Session, member_ref: str, at: datetime, limit: int) -> list[
         .limit(limit)
     ).all()
     return [
-        ClaimLine(
-            claim=claim,
-            member_ref=by_id[claim.member_id].member_ref,
-            jury=jury,
-            may_ask_jury=jury_request_refusal(
-                claim.state,
-                claim.reason_code,
-                claim.decided_at,
-                at,
-                get_plan(str(claim.plan)),
-                jury.id if jury else None,
-            )
-            is None,
-        )
+        ClaimLine(claim, by_id[claim.member_id].member_ref, jury, may_ask_jury(claim, jury, at))
         for claim, jury in found
     ]
+
+
+def claim_jury(session: Session, claim: Claim, at: datetime) -> tuple[JuryCase | None, bool]:
+    """One claim's jury, if one was asked, and whether one may be asked at `at`."""
+    jury = session.exec(select(JuryCase).where(JuryCase.claim_id == claim.id)).first()
+    return jury, may_ask_jury(claim, jury, at)
+
+
+def may_ask_jury(claim: Claim, jury: JuryCase | None, at: datetime) -> bool:
+    # A claim intake could not match has no plan; one of a retired plan has no rules left.
+    if claim.plan not in load_plans():
+        return False
+    plan = get_plan(str(claim.plan))
+    asked = jury.id if jury else None
+    refusal = jury_request_refusal(
+        claim.state, claim.reason_code, claim.decided_at, at, plan, asked
+    )
+    return refusal is None

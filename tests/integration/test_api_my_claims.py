@@ -104,6 +104,8 @@ def test_a_rejected_claim_may_go_to_a_jury_and_then_shows_it(stack, tokens):
             "approved": None,
         }
         assert api.get("/v1/me/claims", headers=tokens("CHILD")).json()[0]["jury"] is not None
+        one = api.get("/v1/claims/denied", headers=payer).json()  # the claim's own URL agrees
+        assert (one["jury"], one["may_ask_jury"]) == (denied["jury"], False)
 
         with transaction(engine()) as session:  # no juror voted: not approved
             dispute_service.close_due_juries(session, NOW_UTC + timedelta(days=2))
