@@ -4,16 +4,19 @@ disputes and staff; every error is RFC 9457 problem+json."""
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import accesslog, claims, disputes, members, pages, public, staff, throttle
+from api import accesslog, claims, disputes, members, pages, proofs, public, staff, throttle
 from api.auth import public_key
 from api.bodylimit import BodyLimit
 from api.problems import RESPONSES, ProblemDetails, install
+from broker.proofkeys import proof_secret
 from broker.settings import get_settings
 
 
 def create_app() -> FastAPI:
-    """The API; refuses to start without a key to check members' tokens with."""
+    """The API; refuses to start without a key to check members' tokens with or the proofs'
+    secret."""
     public_key(get_settings())  # NotConfigured on a fleet without the platform's key
+    proof_secret(get_settings())  # members' proofs are recomputed with it
     throttle.limiter(get_settings())
     app = FastAPI(title="Huzhu members' API", version="1", responses=RESPONSES)
     app.state.pages = {}  # the 公示 pages built lately, by plan (see public.PAGE_FRESH_SECONDS)
@@ -28,7 +31,7 @@ def create_app() -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match"],
             expose_headers=["ETag", "Location", "Retry-After"],
         )
-    for module in (public, members, claims, disputes, staff):
+    for module in (public, members, claims, disputes, staff, proofs):
         app.include_router(module.router)
     pages.install(app)  # the member's pages on the same handlers, under /app
     _declare_problems(app)

@@ -229,7 +229,12 @@ def closed_cycle(
         outstanding_fen=money["outstanding_fen"],
         paid_out_fen=money["paid_out_fen"],
     )
-    return _answer(*_encoded(body), request, CLOSED_CYCLE_CACHE)  # type: ignore[return-value]
+    return cacheable(body, request, CLOSED_CYCLE_CACHE)  # type: ignore[return-value]
+
+
+def cacheable(body: BaseModel, request: Request, policy: str) -> Response:
+    """The body as JSON with a strong ETag and the cache policy; 304 when the client has it."""
+    return _answer(*_encoded(body), request, policy)
 
 
 def _encoded(body: BaseModel) -> tuple[bytes, str]:

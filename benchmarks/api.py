@@ -33,7 +33,14 @@ from sqlalchemy import text
 
 from benchmarks import charging
 from benchmarks.api_app import REFERENCE_PATH, REFERENCE_TABLE, STATIC_PATH
-from benchmarks.common import Result, empty_broker, own_servers, scratch_database, worker_env
+from benchmarks.common import (
+    Result,
+    empty_broker,
+    own_servers,
+    proof_keys_of,
+    scratch_database,
+    worker_env,
+)
 from broker.app import reconfigure
 from broker.database import engine
 from broker.migrate import upgrade
@@ -379,6 +386,7 @@ def run(
             hospital_url="",
             payments_url="",
             api_public_key_file=key_file,
+            **proof_keys_of(Path(folder)),
         )
         reconfigure(settings)
         try:

@@ -27,6 +27,7 @@ from benchmarks.common import (
     Result,
     children_peak_rss_mb,
     empty_broker,
+    proof_keys_of,
     scratch_database,
     stop,
     stopwatch,
@@ -225,6 +226,7 @@ def run(claims: int = 5000) -> list[Result]:
             broker_key_prefix=f"huzhu-bench-{os.getpid()}:",
             hospital_url="",
             payments_url="",
+            **proof_keys_of(Path(folder)),
         )
         reconfigure(settings)
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import event
 
 from benchmarks.charging import add_members, close, publish_with_cases
-from benchmarks.common import scratch_database, stopwatch
+from benchmarks.common import proof_keys_of, scratch_database, stopwatch
 from broker.app import reconfigure
 from broker.database import engine
 from broker.migrate import upgrade
@@ -32,7 +32,9 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="huzhu-bench-") as folder,
         scratch_database(f"charges_plan_{members}") as url,
     ):
-        reconfigure(Settings(data_dir=Path(folder), database_url=url))
+        reconfigure(
+            Settings(data_dir=Path(folder), database_url=url, **proof_keys_of(Path(folder)))
+        )
         db = engine()
         upgrade(db)
         with stopwatch() as built:

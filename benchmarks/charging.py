@@ -20,6 +20,7 @@ from benchmarks.common import (
     children_peak_rss_mb,
     empty_broker,
     peak_rss_mb,
+    proof_keys_of,
     scratch_database,
     stop,
     stopwatch,
@@ -28,6 +29,7 @@ from benchmarks.common import (
 from broker.app import reconfigure
 from broker.database import engine
 from broker.migrate import upgrade
+from broker.proofkeys import proof_keys
 from broker.settings import Settings, get_settings
 from broker.submit import send_step
 from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
@@ -193,7 +195,7 @@ def close_on_worker(db: Engine, settings: Settings) -> tuple[int, float, float]:
 def audited(db: Engine, cycle_id: int) -> None:
     with transaction(db) as session:
         closed = session.get(SharingCycle, cycle_id)
-        report = audit_service.audit(session)
+        report = audit_service.audit(session, keys=proof_keys())
     assert closed.status == "closed", f"cycle {cycle_id} is {closed.status}"
     assert report.balanced, report.problems
 
@@ -268,6 +270,7 @@ def measure(backend: str, members: int, on_worker: bool) -> Measured:
                 database_url=url,
                 broker_url=REDIS_URL if on_worker else "",
                 broker_key_prefix=prefix,
+                **proof_keys_of(Path(folder)),
             )
             try:
                 return _measure(settings, members, on_worker)

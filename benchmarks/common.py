@@ -3,6 +3,7 @@ the result row it prints."""
 
 import os
 import resource
+import secrets
 import signal
 import subprocess
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 import redis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.settings import Settings
 
@@ -125,6 +128,20 @@ def empty_broker(settings: Settings) -> None:
         client.delete(*keys)
 
 
+def proof_keys_of(folder: Path) -> dict:
+    """The proofs' secret and a new log key in `folder`, as an operator gives the fleet's
+    processes (Settings fields)."""
+    key_file = folder / "log-key.pem"
+    key_file.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return {"proof_secret": secrets.token_hex(32), "log_key_file": key_file}
+
+
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment of a `celery worker` subprocess on these settings; empty hospital and
     payment URLs mean the in-process sandboxes (which confirm every diagnosis)."""
@@ -135,6 +152,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "HUZHU_BROKER_KEY_PREFIX": settings.broker_key_prefix,
         "HUZHU_HOSPITAL_URL": "",
         "HUZHU_PAYMENTS_URL": "",
+        "HUZHU_PROOF_SECRET": settings.proof_secret.get_secret_value(),
+        "HUZHU_LOG_KEY_FILE": str(settings.log_key_file or ""),
     }
 
 

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +54,12 @@ class Settings(BaseSettings):
     # Each member's writes (join, claim, object, vote...) in a moving window, one rate in the
     # `limits` library's notation, e.g. "60/minute".
     api_write_limit: str = "60/minute"
+    # The proofs members check (domain.sumtree): the secret every member's salt is derived from
+    # (at least 32 characters, the same on every cycle worker and API process, never changed:
+    # old proofs are recomputed with it) and the Ed25519 private key (PEM) that signs the log's
+    # tree heads. Empty on the embedded default: both made once in data_dir.
+    proof_secret: SecretStr = SecretStr("")
+    log_key_file: Path | None = None
     # The members' pages' own origin as browsers see it (e.g. https://huzhu.example), when a
     # proxy in front does not pass the Host on: forms are taken from this origin only. Empty:
     # the request's own host.

@@ -32,6 +32,7 @@ from cli.output import (
     cycle_table,
     print_json,
     progress,
+    proof_keys,
     table,
     wait_for,
 )
@@ -117,7 +118,7 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
         counts = claim_service.counts_by_state(session)
         reasons = claim_service.counts_by_reason(session)
         announcement = {c.plan: announced_cases(session, c) for c in cycles}
-        books = audit_service.audit(session, datetime.now(UTC))
+        books = audit_service.audit(session, datetime.now(UTC), keys=proof_keys())
     return {
         "members": report.imported,
         "claims": counts,

@@ -18,7 +18,7 @@ import typer
 
 from broker.database import upgrade
 from broker.settings import Settings, get_settings
-from cli.output import console, fail, print_json, table
+from cli.output import console, fail, print_json, proof_keys, table
 
 fleet_app = typer.Typer(help="Run the worker fleet as local processes.", no_args_is_help=True)
 
@@ -122,6 +122,7 @@ def up(
             "the fleet runs on PostgreSQL and Redis", "set HUZHU_DATABASE_URL and HUZHU_BROKER_URL"
         )
     _check_api_key(settings)
+    proof_keys()  # the cycle workers and the api need them; refused here, before anything runs
     upgrade()
     env = dict(os.environ) | {"REMAP_SIGTERM": "SIGQUIT"}
     if sandboxes:

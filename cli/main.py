@@ -32,9 +32,11 @@ from cli.output import (
     parse_moment,
     print_json,
     progress,
+    proof_keys,
     table,
 )
 from cli.simulate import forecast_command, simulate_command
+from cli.verify import verify_command
 from domain.calendar import SHANGHAI
 from domain.claims import Reason, State
 from domain.db import transaction
@@ -68,6 +70,7 @@ app.add_typer(jury_app, name="jury")
 app.add_typer(fleet_app, name="fleet")
 api_app = typer.Typer(help="The members' HTTP API.", no_args_is_help=True)
 app.add_typer(api_app, name="api")
+app.command("verify")(verify_command)
 
 MEMBER_COLUMNS = ["member_ref", "plan", "birth_date", "sex", "province", "joined_at"]
 OPTIONAL_COLUMNS = [
@@ -424,7 +427,7 @@ def cycle_archive(
 
     Only a closed cycle that is fully collected and audits clean; the live cycle is untouched."""
     try:
-        done = archive_service.archive_charges(engine(), cycle, datetime.now(UTC))
+        done = archive_service.archive_charges(engine(), cycle, datetime.now(UTC), proof_keys())
     except LookupError as error:
         fail(str(error).strip("'\""), "list the cycles with `huzhu cycle show --plan P`")
     except ValueError as error:
@@ -458,7 +461,7 @@ def audit(as_json: bool = JSON_OPTION) -> None:
     settled case is paid in time, every waiting-period rejection refunded, every claim took each
     step once; exit 1 with the reasons if not."""
     with transaction(engine()) as session:
-        report = audit_service.audit(session, datetime.now(UTC))
+        report = audit_service.audit(session, datetime.now(UTC), keys=proof_keys())
     if as_json:
         print_json(
             {

@@ -12,9 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from broker import proofkeys
 from domain.accounts import account_of
 from domain.models import SharingCycle
 from domain.money import yuan
+from domain.services.proofs import ProofKeys
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # messages stay whole for grep and logs
@@ -32,6 +34,18 @@ def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
     if hint:
         errors.print(f"[yellow]what to do:[/] {hint}")
     raise typer.Exit(code)
+
+
+def proof_keys() -> ProofKeys:
+    """The proofs' secret and log key of these settings; on the fleet, a clear error if unset."""
+    try:
+        return proofkeys.proof_keys()
+    except proofkeys.NotConfigured as error:
+        fail(
+            str(error),
+            "export HUZHU_PROOF_SECRET (32+ characters) and HUZHU_LOG_KEY_FILE (the log's "
+            "Ed25519 private key, PEM) as the fleet's cycle workers have them",
+        )
 
 
 def parse_moment(text: str, default_now: bool = False) -> datetime:

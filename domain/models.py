@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -177,6 +178,11 @@ class SharingCycle(SQLModel, table=True):
     # PostgreSQL: the cycle's charge partition was detached (after a clean audit and full
     # collection) to be dumped and dropped; the audit no longer reads its rows.
     charges_archived_at: datetime | None = moment(nullable=True)
+    # The proofs (domain.sumtree): the roots of the Merkle sum trees over the cycle's charges
+    # and over its cases, and the cycle's entry in the log of roots; set when it closes.
+    charges_root: bytes | None = Field(default=None, sa_type=LargeBinary)
+    cases_root: bytes | None = Field(default=None, sa_type=LargeBinary)
+    log_index: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class ChargeChunk(SQLModel, table=True):
@@ -188,6 +194,44 @@ class ChargeChunk(SQLModel, table=True):
     amount_fen: int = money()
     subsidy_fen: int = money()
     done_at: datetime = moment()
+    # The hash of the chunk's subtree of the cycle's sum tree (its sums: rows, amount_fen).
+    root: bytes | None = Field(default=None, sa_type=LargeBinary)
+
+
+class ProofBucket(SQLModel, table=True):
+    """The root of one bucket of a chunk's subtree: the members of 4,096 consecutive ids. A
+    member's proof recomputes only the leaves of their bucket; these rows are the rest."""
+
+    cycle_id: int = Field(foreign_key="sharingcycle.id", primary_key=True)
+    chunk_no: int = Field(primary_key=True)
+    bucket: int = Field(primary_key=True, sa_type=BigInteger)
+    hash: bytes = Field(sa_type=LargeBinary)
+    amount_fen: int = money()
+    members: int = Field(default=0, sa_type=BigInteger)
+
+
+class LogEntry(SQLModel, table=True):
+    """One closed cycle's roots in the append-only log (RFC 9162's shape); `entry` is the
+    canonical JSON that is hashed, kept byte for byte."""
+
+    leaf_index: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    cycle_id: int = Field(foreign_key="sharingcycle.id", unique=True)
+    entry: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = moment()
+
+
+class LogHead(SQLModel, table=True):
+    """A signed tree head: the log's root at a size, signed with the log's Ed25519 key."""
+
+    size: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    timestamp_ms: int = Field(sa_type=BigInteger)
+    root: bytes = Field(sa_type=LargeBinary)
+    signature: bytes = Field(sa_type=LargeBinary)
+    public_key: bytes = Field(sa_type=LargeBinary)
 
 
 class DebitStatus:

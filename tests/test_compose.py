@@ -44,6 +44,8 @@ REQUIRED = {
     "FLOWER_BASIC_AUTH": "tester:test-flower-secret",
     # The host's file; inside the api container the setting names where it is mounted.
     "HUZHU_API_PUBLIC_KEY_FILE": "/test-keys/platform-public.pem",
+    "HUZHU_PROOF_SECRET": "test-proof-secret",
+    "HUZHU_LOG_KEY_FILE": "/test-keys/log-signing-key.pem",
 }
 APP_ENV = {
     "HUZHU_DATABASE_URL": "postgresql+psycopg://huzhu:test-postgres-secret@postgres:5432/huzhu",
@@ -525,3 +527,22 @@ def test_the_image_installs_every_package_of_the_project():
     }
     missing = sorted(present - found)
     assert present >= app and not missing, f"include them in pyproject.toml: {missing}"
+
+
+def test_only_the_cycle_worker_signs_the_log_and_only_it_and_the_api_know_the_proof_secret(config):
+    services = config["services"]
+    for name, service in services.items():
+        environment = service.get("environment", {})
+        knows = environment.get("HUZHU_PROOF_SECRET")
+        assert knows == (
+            REQUIRED["HUZHU_PROOF_SECRET"] if name in {"worker-cycle", "api"} else None
+        ), name
+        assert ("HUZHU_LOG_KEY_FILE" in environment) == (name == "worker-cycle"), name
+    cycle = services["worker-cycle"]
+    inside = cycle["environment"]["HUZHU_LOG_KEY_FILE"]
+    [mount] = [v for v in cycle["volumes"] if v["target"] == inside]
+    assert mount["type"] == "bind" and mount["read_only"] is True
+    assert mount["source"] == REQUIRED["HUZHU_LOG_KEY_FILE"]
+    # Still a worker: the cold shutdown and its grace survive the environment of its own.
+    assert cycle["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
+    assert cycle["environment"]["HUZHU_DATABASE_URL"] == APP_ENV["HUZHU_DATABASE_URL"]

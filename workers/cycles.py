@@ -3,6 +3,7 @@
 from sqlalchemy.exc import IntegrityError
 
 from broker.app import app
+from broker.proofkeys import proof_keys
 from broker.settings import get_settings
 from domain.models import ChargeChunk, SharingCycle
 from domain.services import cycles
@@ -48,7 +49,7 @@ def dispatch_chunks(cycle_id: int) -> None:
 def charge_chunk(cycle_id: int, chunk_no: int) -> int:
     try:
         with unit_of_work() as session:
-            cycles.charge_chunk(session, cycle_id, chunk_no, now())
+            cycles.charge_chunk(session, cycle_id, chunk_no, now(), proof_keys())
     except IntegrityError:
         # Another run of the same chunk may have committed first: its rows stand, ours roll
         # back. Anything else breaking a key is a real fault and is raised.
@@ -62,7 +63,7 @@ def charge_chunk(cycle_id: int, chunk_no: int) -> int:
 
 def _finalise(cycle_id: int) -> None:
     with unit_of_work() as session:
-        cycle = cycles.finalise(session, cycle_id, now())
+        cycle = cycles.finalise(session, cycle_id, now(), proof_keys())
     if cycle is not None and cycle.collection_round == 0:
         # The books are closed: collect the charges and pay the patients (payments queue).
         app.send_task("huzhu.collect_debits", args=(cycle_id, cycle.closing_at.isoformat()))

@@ -13,6 +13,7 @@ from domain.models import Charge, Member, SharingCycle
 from domain.plans import get_plan
 from domain.services.audit import audit
 from domain.services.cycles import CycleStatus
+from domain.services.proofs import ProofKeys
 from domain.services.store import charge_partition
 
 
@@ -24,7 +25,7 @@ class Archived:
     archived_at: datetime
 
 
-def archive_charges(engine: Engine, cycle_id: int, now: datetime) -> Archived:
+def archive_charges(engine: Engine, cycle_id: int, now: datetime, keys: ProofKeys) -> Archived:
     """Detach the cycle's charge partition; again on an archived cycle, nothing changes.
 
     Raises LookupError for an unknown cycle and ValueError saying why a cycle cannot be archived.
@@ -38,7 +39,7 @@ def archive_charges(engine: Engine, cycle_id: int, now: datetime) -> Archived:
             raise LookupError(f"there is no cycle {cycle_id}")
         if cycle.charges_archived_at is not None:
             return Archived(cycle_id, table, cycle.sharing_members, cycle.charges_archived_at)
-        rows = _check_archivable(session, cycle, now)
+        rows = _check_archivable(session, cycle, now, keys)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         # CONCURRENTLY: the live cycles' charges stay readable and writable meanwhile (it
         # cannot run inside a transaction, hence the autocommit connection).
@@ -55,7 +56,7 @@ def archive_charges(engine: Engine, cycle_id: int, now: datetime) -> Archived:
     return Archived(cycle_id, table, rows, now)
 
 
-def _check_archivable(session, cycle: SharingCycle, now: datetime) -> int:
+def _check_archivable(session, cycle: SharingCycle, now: datetime, keys: ProofKeys) -> int:
     if cycle.status != CycleStatus.CLOSED:
         raise ValueError(f"cycle {cycle.id} is {cycle.status}: only a closed cycle is archived")
     if cycle.charge_on.year >= local_date(now).year:
@@ -82,7 +83,7 @@ def _check_archivable(session, cycle: SharingCycle, now: datetime) -> int:
             "waiting-period illness refunds their shares from these charges, so they stay until "
             "every such period has ended"
         )
-    report = audit(session, now)
+    report = audit(session, now, keys=keys)
     problems = [p for c in report.cycles if c.cycle_id == cycle.id for p in c.problems]
     if problems:
         raise ValueError(f"cycle {cycle.id} does not audit clean: " + "; ".join(problems))

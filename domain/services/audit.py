@@ -27,6 +27,7 @@ from domain.services.claims import MAX_ATTEMPTS
 from domain.services.cycles import CycleStatus, ledger_movements
 from domain.services.members import shares_at
 from domain.services.payments import waiting_period_rejections
+from domain.services.proofs import ProofKeys, log_problems, recomputed
 from domain.sharing import compute_share
 
 
@@ -63,9 +64,10 @@ class AuditReport:
         return self.general + per_cycle
 
 
-def audit(session: Session, now: datetime | None = None) -> AuditReport:
-    """Audit the books; with `now`, also list the settled cases not paid within the plan's
-    payout days."""
+def audit(session: Session, now: datetime | None = None, *, keys: ProofKeys) -> AuditReport:
+    """Audit the books and the proofs (recomputed from the rows with the keys' secret, heads
+    checked against the keys' signer); with `now`, also list the settled cases not paid
+    within the plan's payout days."""
     cycles = session.exec(
         select(SharingCycle)
         .where(SharingCycle.status == CycleStatus.CLOSED)
@@ -81,6 +83,7 @@ def audit(session: Session, now: datetime | None = None) -> AuditReport:
         + _waiting_period_refunds(session)
         + _objections_of_decided_cases(session)
         + _entries_of_no_cycle(session)
+        + log_problems(session, keys.signer.public_key().public_bytes_raw())
         + (_unpaid_past_deadline(session, now) if now else []),
     )
     report.claims = claim_counts(session)
@@ -90,6 +93,7 @@ def audit(session: Session, now: datetime | None = None) -> AuditReport:
         result.problems, outstanding = _check_cycle(
             session, cycle, surplus_by_plan.get(cycle.plan, 0), paying
         )
+        result.problems += recomputed(session, cycle, keys.secret)
         surplus_by_plan[cycle.plan] = cycle.surplus_out_fen
         outstanding_by_plan[cycle.plan] = outstanding_by_plan.get(cycle.plan, 0) + outstanding
         report.cycles.append(result)

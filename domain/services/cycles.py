@@ -32,6 +32,7 @@ from domain.models import (
 )
 from domain.money import ceil_div
 from domain.plans import get_plan
+from domain.services import proofs
 from domain.services.disputes import defer_open_objections, mark_objected
 from domain.services.members import age_out, shares_at
 from domain.services.store import (
@@ -176,19 +177,21 @@ def pending_chunks(session: Session, cycle: SharingCycle) -> list[int]:
     return [n for n in range(cycle.chunks) if n not in done]
 
 
-def charge_chunk(session: Session, cycle_id: int, chunk_no: int, now: datetime) -> bool:
-    """Charge one range of member ids with one INSERT ... SELECT; False when already done.
+def charge_chunk(
+    session: Session, cycle_id: int, chunk_no: int, now: datetime, keys: proofs.ProofKeys
+) -> bool:
+    """Charge one range of member ids with one INSERT ... SELECT and build its proof subtree;
+    False when already done.
 
-    The chunk's rows and its 'done' row commit together, so a crashed chunk is simply run again
-    and a finished one is skipped; the (cycle, member) key is the last guard.
+    The chunk's rows, its subtree and its 'done' row commit together, so a crashed chunk is
+    simply run again and a finished one is skipped; the (cycle, member) key is the last guard.
     """
     cycle = session.get(SharingCycle, cycle_id)
     if cycle is None or cycle.status != CycleStatus.CLOSING or not 0 <= chunk_no < cycle.chunks:
         return False
     if session.get(ChargeChunk, (cycle_id, chunk_no)) is not None:
         return False
-    low = cycle.first_member_id + chunk_no * cycle.chunk_size
-    high = min(low + cycle.chunk_size - 1, cycle.last_member_id)
+    low, high = proofs.chunk_span(cycle, chunk_no)
     in_chunk = (
         Member.plan == cycle.plan,
         col(Member.id).between(low, high),
@@ -213,6 +216,12 @@ def charge_chunk(session: Session, cycle_id: int, chunk_no: int, now: datetime) 
         ).one()
     else:  # everyone pays the share: no second pass over the rows just written
         total, subsidies = count * cycle.share_fen, 0
+    root = proofs.prove_chunk(session, cycle, chunk_no, keys.secret)
+    if (root.count, root.amount) != (count, total or 0):
+        raise RuntimeError(
+            f"cycle {cycle_id} chunk {chunk_no}: the subtree sums {root.amount} fen over "
+            f"{root.count} members, the rows {total} over {count}"
+        )
     session.add(
         ChargeChunk(
             cycle_id=cycle_id,
@@ -221,6 +230,7 @@ def charge_chunk(session: Session, cycle_id: int, chunk_no: int, now: datetime) 
             amount_fen=total or 0,
             subsidy_fen=subsidies or 0,
             done_at=now,
+            root=root.hash,
         )
     )
     return True
@@ -253,8 +263,11 @@ def _charge_columns(session: Session, cycle: SharingCycle, low: int, high: int):
     return amount, share - amount, source
 
 
-def finalise(session: Session, cycle_id: int, now: datetime) -> SharingCycle | None:
-    """Book a closing cycle once every chunk has recorded itself: closing -> closed.
+def finalise(
+    session: Session, cycle_id: int, now: datetime, keys: proofs.ProofKeys
+) -> SharingCycle | None:
+    """Book a closing cycle once every chunk has recorded itself, and log its roots:
+    closing -> closed.
 
     Returns the cycle when it is (now or already) closed, None while chunks are outstanding.
     """
@@ -280,6 +293,7 @@ def finalise(session: Session, cycle_id: int, now: datetime) -> SharingCycle | N
     cycle.charged_fen = charged
     cycle.annual_cap_subsidy_fen = annual_subsidy
     cycle.subsidy_fen = cycle.cap_subsidy_fen + annual_subsidy
+    proofs.prove_cycle(session, cycle, keys.signer, now)
     _book(session, cycle, now)
     cycle.status = CycleStatus.CLOSED
     cycle.closed_at = now

@@ -64,19 +64,25 @@ def lock_member_ref(session: Session, member_ref: str) -> None:
     """Serialise enrolments of one person, in every plan: their (plan, member_ref) rows are
     unique per plan only, and two payers enrolling them in two plans at once would each see
     them free. SQLite: one writer at a time."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    key = zlib.crc32(f"huzhu-member:{member_ref}".encode())
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    _exclusive(session, f"huzhu-member:{member_ref}")
 
 
 def lock_cash(session: Session, plan: str) -> None:
     """Serialise the decisions that spend a plan's cash (claiming a payout, funding it), so two
     payouts sent at once cannot both count on the same fen. SQLite: one writer at a time."""
+    _exclusive(session, f"huzhu-cash:{plan}")
+
+
+def lock_log(session: Session) -> None:
+    """One appender to the log of roots at a time: each entry's index is the count before it."""
+    _exclusive(session, "huzhu-log")
+
+
+def _exclusive(session: Session, name: str) -> None:
+    """A transaction-scoped advisory lock on PostgreSQL; SQLite lets one writer in anyway."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    key = zlib.crc32(f"huzhu-cash:{plan}".encode())
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(name.encode())})
 
 
 def charge_partition(cycle_id: int) -> str:

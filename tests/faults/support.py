@@ -7,6 +7,7 @@ import time
 from sqlmodel import func, select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from broker.submit import send_step
 from domain.claims import WORKING
 from domain.db import transaction
@@ -39,7 +40,7 @@ def sweeping(check, period: float = 2.0):
 def invariants_hold() -> audit.AuditReport:
     """The invariant checker (`huzhu audit`) after a fault: books, charges, payouts, claims."""
     with transaction(engine()) as session:
-        report = audit.audit(session)
+        report = audit.audit(session, keys=proof_keys())
     assert report.balanced, report.problems
     return report
 

@@ -9,6 +9,7 @@ import pytest
 from sqlmodel import func, select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from broker.submit import send_step
 from domain.db import transaction
 from domain.models import Charge, SharingCycle
@@ -56,6 +57,6 @@ def test_a_worker_killed_while_charging_a_cycle_charges_each_member_once(postgre
         rows, members = session.exec(
             select(func.count(), func.count(func.distinct(Charge.member_id)))
         ).one()
-        report = audit_service.audit(session)
+        report = audit_service.audit(session, keys=proof_keys())
     assert rows == members == MEMBERS
     assert report.balanced, report.problems

@@ -22,7 +22,7 @@ from broker.database import engine
 from broker.migrate import upgrade
 from broker.settings import Settings
 from domain.db import drop_schema
-from tests.integration.support import Stack, run_worker
+from tests.integration.support import Stack, log_key_pem, run_worker
 from tests.servers import PostgresServer, RedisServer
 
 OUTSIDE_PG = os.environ.get("HUZHU_TEST_PG")
@@ -130,6 +130,9 @@ def make_stack(name: str, tmp: Path, postgres_url: str, redis_url: str) -> Stack
             broker_url=redis_url,
             broker_key_prefix=REDIS_PREFIX,
             chunk_size=50,
+            # As an operator gives the fleet: one secret and one log key for every process.
+            proof_secret="fleet-proof-secret-" + "x" * 32,
+            log_key_file=log_key_pem(tmp / "log-key.pem"),
         )
         empty_broker(redis_url, REDIS_PREFIX)
     else:

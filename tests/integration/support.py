@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from broker.settings import Settings
 
 ALL_QUEUES = "intake,review,announce,cycle,payments"
@@ -31,6 +34,9 @@ class Stack:
         env["HUZHU_CHUNK_SIZE"] = str(self.settings.chunk_size)
         env["HUZHU_PAYMENTS_URL"] = self.settings.payments_url
         env["HUZHU_HOSPITAL_URL"] = self.settings.hospital_url
+        if self.settings.log_key_file:  # the fleet's; the embedded default makes its own
+            env["HUZHU_PROOF_SECRET"] = self.settings.proof_secret.get_secret_value()
+            env["HUZHU_LOG_KEY_FILE"] = str(self.settings.log_key_file)
         return env
 
 
@@ -115,3 +121,12 @@ def wait_until(check, timeout: float = 60, what: str = "condition", log: Path | 
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
     raise AssertionError(f"{what} did not happen within {timeout} s\n{tail}")
+
+
+def log_key_pem(path: Path) -> Path:
+    """A new Ed25519 private key for the log's heads, written as PEM (the fleet's is given)."""
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.write_bytes(pem)
+    return path

@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import col, select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from domain import accounts
 from domain.calendar import next_announcement_day, start_of_day
 from domain.db import transaction
@@ -52,7 +53,7 @@ CASH = accounts.cash(CRITICAL)
 
 def books(now=None) -> audit_service.AuditReport:
     with transaction(engine()) as session:
-        return audit_service.audit(session, now)
+        return audit_service.audit(session, now, keys=proof_keys())
 
 
 def pay_everything(cycle_id: int, succeed: bool = True) -> list[int]:
@@ -107,9 +108,9 @@ def senior_cycle(members: int) -> int:
         cycle_service.publish(session, SENIOR, PUBLISH_AT)
         cycle = cycle_service.begin_close(session, SENIOR, CLOSE_AT, chunk_size=100_000)
     with transaction(engine()) as session:
-        cycle_service.charge_chunk(session, cycle.id, 0, NOW_UTC)
+        cycle_service.charge_chunk(session, cycle.id, 0, NOW_UTC, proof_keys())
     with transaction(engine()) as session:
-        cycle_service.finalise(session, cycle.id, NOW_UTC)
+        cycle_service.finalise(session, cycle.id, NOW_UTC, proof_keys())
     return cycle.id
 
 

@@ -31,6 +31,7 @@ from hypothesis.stateful import (
 from sqlmodel import col, select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from domain.calendar import charge_day, next_announcement_day, start_of_day
 from domain.db import transaction
 from domain.models import Claim, JuryCase, Member, Objection, Payout
@@ -249,9 +250,9 @@ class Books(RuleBasedStateMachine):
         for _ in range(2 if redeliver else 1):
             for chunk in range(cycle.chunks):
                 with transaction(engine()) as session:
-                    cycle_service.charge_chunk(session, cycle.id, chunk, self.now)
+                    cycle_service.charge_chunk(session, cycle.id, chunk, self.now, proof_keys())
             with transaction(engine()) as session:
-                cycle_service.finalise(session, cycle.id, self.now)
+                cycle_service.finalise(session, cycle.id, self.now, proof_keys())
         if not lose_payouts:  # else the pay_out_cycle message is lost; the sweep finds it
             with transaction(engine()) as session:
                 payments.create_cycle_payouts(session, cycle.id, self.now)
@@ -309,7 +310,7 @@ class Books(RuleBasedStateMachine):
     @invariant()
     def the_audit_finds_nothing(self) -> None:
         with transaction(engine()) as session:
-            report = audit_service.audit(session, self.now)
+            report = audit_service.audit(session, self.now, keys=proof_keys())
         assert report.balanced, report.problems
 
     @invariant()

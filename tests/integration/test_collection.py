@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import func, select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from broker.settings import use_settings
 from broker.submit import send_step, submit_claim
 from domain.calendar import charge_day, next_announcement_day, start_of_day
@@ -186,7 +187,7 @@ def assert_money_moved_once(provider: str) -> None:
         paid = session.exec(
             select(func.coalesce(func.sum(Payout.amount_fen), 0)).where(Payout.status == "paid")
         ).one()
-        report = audit_service.audit(session)
+        report = audit_service.audit(session, keys=proof_keys())
     assert state["totals"]["debited_fen"] == collected
     assert state["totals"]["paid_out_fen"] == paid
     assert len({d["idempotency_key"] for d in state["debits"]}) == len(state["debits"])

@@ -6,6 +6,7 @@ from datetime import timedelta
 from sqlmodel import select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from domain.db import transaction
 from domain.models import Charge, Payout, SharingCycle
 from domain.services import audit as audit_service
@@ -42,9 +43,9 @@ def closed_cycle(extra=()) -> int:
         cycle_service.publish(session, CRITICAL, PUBLISH_AT)
         cycle = cycle_service.begin_close(session, CRITICAL, CLOSE_AT, chunk_size=100)
     with transaction(engine()) as session:
-        cycle_service.charge_chunk(session, cycle.id, 0, NOW_UTC)
+        cycle_service.charge_chunk(session, cycle.id, 0, NOW_UTC, proof_keys())
     with transaction(engine()) as session:
-        cycle_service.finalise(session, cycle.id, NOW_UTC)
+        cycle_service.finalise(session, cycle.id, NOW_UTC, proof_keys())
     return cycle.id
 
 
@@ -131,7 +132,7 @@ def test_arrears_are_settled_after_the_window_under_their_own_keys(stack):
     assert arrears.key == f"settle:{cycle_id}:1:2"
     answer([arrears], [arrears.key])
     with transaction(engine()) as session:
-        report = audit_service.audit(session)
+        report = audit_service.audit(session, keys=proof_keys())
     assert report.balanced, report.problems
 
 

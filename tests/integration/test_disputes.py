@@ -7,6 +7,7 @@ import pytest
 from sqlmodel import select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from domain.calendar import next_announcement_day, start_of_day
 from domain.db import transaction
 from domain.members import Enrolment
@@ -76,9 +77,9 @@ def close():
         cycle = cycle_service.begin_close(session, CRITICAL, CLOSE_AT, chunk_size=1000)
     for chunk in range(cycle.chunks):
         with transaction(engine()) as session:
-            cycle_service.charge_chunk(session, cycle.id, chunk, NOW_UTC)
+            cycle_service.charge_chunk(session, cycle.id, chunk, NOW_UTC, proof_keys())
     with transaction(engine()) as session:
-        return cycle_service.finalise(session, cycle.id, NOW_UTC)
+        return cycle_service.finalise(session, cycle.id, NOW_UTC, proof_keys())
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from domain.calendar import charge_day, next_announcement_day, start_of_day
 from domain.db import transaction
 from domain.members import ExitReason
@@ -54,9 +55,9 @@ def run_cycle(plan: str, announce_on) -> SharingCycle:
         cycle = cycle_service.begin_close(session, plan, closing, chunk_size=1000)
     for chunk in range(cycle.chunks):
         with transaction(engine()) as session:
-            cycle_service.charge_chunk(session, cycle.id, chunk, closing)
+            cycle_service.charge_chunk(session, cycle.id, chunk, closing, proof_keys())
     with transaction(engine()) as session:
-        closed = cycle_service.finalise(session, cycle.id, closing)
+        closed = cycle_service.finalise(session, cycle.id, closing, proof_keys())
     assert closed is not None and closed.status == "closed"
     return closed
 

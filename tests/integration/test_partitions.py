@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from broker.database import engine
 from broker.migrate import _config
+from broker.proofkeys import proof_keys
 from broker.submit import submit_claim
 from domain.calendar import charge_day, next_announcement_day, start_of_day
 from domain.db import drop_schema, transaction
@@ -140,7 +141,7 @@ def test_an_old_cycle_is_archived_once_collected_and_the_next_one_runs_on(postgr
     second = cycle_money(second_on)["id"]
     assert partitions_and_rows() == {f"charge_c{second}": 19}  # C0005 left with the payout
     with transaction(engine()) as session:
-        report = audit_service.audit(session, NOW_UTC)
+        report = audit_service.audit(session, NOW_UTC, keys=proof_keys())
     assert report.balanced, report.problems
 
 

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from broker.submit import send_step
 from domain.db import transaction
 from domain.models import Charge, ChargeChunk, Claim, ClaimEvent, LedgerEntry, Member, SharingCycle
@@ -53,11 +54,11 @@ def charge_everything(cycle_id: int) -> None:
     for chunk_no in range(chunks):
         try:
             with transaction(engine()) as session:
-                cycle_service.charge_chunk(session, cycle_id, chunk_no, NOW)
+                cycle_service.charge_chunk(session, cycle_id, chunk_no, NOW, proof_keys())
         except IntegrityError:
             pass  # a concurrent run wrote this chunk first
     with transaction(engine()) as session:
-        cycle_service.finalise(session, cycle_id, NOW)
+        cycle_service.finalise(session, cycle_id, NOW, proof_keys())
 
 
 def close_a_cycle_in_process() -> int:
@@ -111,7 +112,7 @@ def test_every_task_delivered_again_changes_nothing(stack):
     cycle_tasks.publish_announcements(CRITICAL, PUBLISH_AT.isoformat())
     assert snapshot() == before
     with transaction(engine()) as session:
-        assert audit_service.audit(session).balanced
+        assert audit_service.audit(session, keys=proof_keys()).balanced
 
 
 def test_steps_arriving_out_of_order_wait_for_their_turn(stack):
@@ -156,7 +157,7 @@ def test_two_concurrent_closes_produce_one_set_of_charges(stack):
             select(func.count(), func.count(func.distinct(Charge.member_id)))
         ).one()
         ledger = session.exec(select(func.count()).select_from(LedgerEntry)).one()
-        assert audit_service.audit(session).balanced
+        assert audit_service.audit(session, keys=proof_keys()).balanced
     assert cycle.status == "closed" and cycle.chunks == 8
     assert rows == members == 400
     assert ledger == len([m for m in cycle_service.ledger_movements(cycle) if m[3]])
@@ -194,7 +195,7 @@ def test_a_step_redelivered_too_often_stops_and_asks_for_a_person(stack):
     with transaction(engine()) as session:
         claim = session.get(Claim, claim_id)
         stuck = claim_service.stuck_claims(session, datetime.now(UTC))
-        attention = audit_service.audit(session).attention
+        attention = audit_service.audit(session, keys=proof_keys()).attention
     assert claim.state == "received"
     assert guard_reasons(claim_id) == ["the received step failed 5 times; needs attention"]
     assert claim_id not in [claim for claim, _ in stuck]
@@ -242,5 +243,5 @@ def test_a_close_sent_twice_to_the_fleet_charges_once(postgres_stack):
         rows, members = session.exec(
             select(func.count(), func.count(func.distinct(Charge.member_id)))
         ).one()
-        assert audit_service.audit(session).balanced
+        assert audit_service.audit(session, keys=proof_keys()).balanced
     assert rows == members == cycle.sharing_members == 400

@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import select
 
 from broker.database import engine
+from broker.proofkeys import proof_keys
 from domain.calendar import start_of_day
 from domain.db import transaction
 from domain.models import Charge, Claim, Member, SharingCycle
@@ -133,9 +134,9 @@ def test_the_charging_sql_applies_the_annual_cap_exactly_as_the_formula(stack):
     assert cycle.annual_cap_binds and cycle.share_fen == 10
     for chunk_no in range(cycle.chunks):
         with transaction(engine()) as session:
-            cycle_service.charge_chunk(session, cycle.id, chunk_no, NOW_UTC)
+            cycle_service.charge_chunk(session, cycle.id, chunk_no, NOW_UTC, proof_keys())
     with transaction(engine()) as session:
-        cycle_service.finalise(session, cycle.id, NOW_UTC)
+        cycle_service.finalise(session, cycle.id, NOW_UTC, proof_keys())
         charged = dict(
             session.exec(
                 select(Charge.member_id, Charge.amount_fen).where(Charge.cycle_id == cycle.id)
@@ -153,7 +154,7 @@ def test_the_charging_sql_applies_the_annual_cap_exactly_as_the_formula(stack):
         == closed.aid_fen + closed.fee_fen + closed.surplus_out_fen
     )
     with transaction(engine()) as session:
-        problems = audit_service.audit(session).problems
+        problems = audit_service.audit(session, keys=proof_keys()).problems
     assert [p for p in problems if f"cycle {cycle.id} " in p] == []
 
 
