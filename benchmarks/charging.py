@@ -1,8 +1,10 @@
 """Charging a cycle (and the whole close) against a bare INSERT ... SELECT of the same rows."""
 
 import argparse
+import importlib
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -34,11 +36,12 @@ from broker.settings import Settings, get_settings
 from broker.submit import send_step
 from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
 from domain.db import transaction
-from domain.models import SharingCycle
+from domain.models import Charge, Member, SharingCycle
 from domain.records import Condition, Evidence, Reply
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
+from domain.services import proofs as proof_service
 from domain.services.store import charge_partition
 from workers import cycles as cycle_tasks
 
@@ -60,9 +63,14 @@ class Measured:
     reference: float  # the bare INSERT ... SELECT (best of a run before and one after ours)
     charging: float  # our chunks, each with its done row and the finalise check
     close: float  # settle + charging + finalise + audit
+    audit: float  # the audit alone (with proofs: every root recomputed from the rows)
     peak_rss_mb: float
     table_mb: float
     wal_mb: float
+    proofs: bool  # built in the close (False: the reference run without them)
+    proof_kb: float = 0.0  # what the proofs store for the cycle: bucket and chunk roots, log
+    proof_p50_ms: float = 0.0  # a member's proof, recomputed on request (the API's work)
+    proof_p99_ms: float = 0.0
 
 
 MEMBERS_SQL = {
@@ -167,37 +175,78 @@ def bare_insert(db: Engine, cycle_id: int, name: str) -> float:
     return took[0]
 
 
-def close(db: Engine) -> tuple[int, float, float]:
+def close(db: Engine) -> tuple[int, float, float, float]:
     """The close in this process, one chunk after another: settle, every chunk (its task's
-    body), finalise, audit. Returns the cycle, the charging time and the whole close's."""
+    body), finalise, audit. Returns the cycle, the charging time, the whole close's and the
+    audit's."""
     with stopwatch() as whole:
         with transaction(db) as session:
             cycle = cycle_service.begin_close(session, PLAN, CLOSE_AT, get_settings().chunk_members)
         with stopwatch() as charging:
             for chunk_no in range(cycle.chunks):
                 cycle_tasks.charge_chunk(cycle.id, chunk_no)  # the task body; it finalises last
-        audited(db, cycle.id)
-    return cycle.id, charging[0], whole[0]
+        audit = audited(db, cycle.id)
+    return cycle.id, charging[0], whole[0], audit
 
 
-def close_on_worker(db: Engine, settings: Settings) -> tuple[int, float, float]:
+def close_on_worker(db: Engine, settings: Settings, app: str) -> tuple[int, float, float, float]:
     """The close as deployed: `close_cycle` sent to a cycle worker of two processes (compose's
     worker-cycle), which settles, fans the chunks out to itself and finalises; then the audit.
     The charging time runs from the send to the cycle's closed status."""
-    with cycle_worker(settings), stopwatch() as whole:
+    with cycle_worker(settings, app), stopwatch() as whole:
         with stopwatch() as charging:
             send_step("close_cycle", PLAN, CLOSE_AT.isoformat())
             cycle_id = wait_closed(db)
-        audited(db, cycle_id)
-    return cycle_id, charging[0], whole[0]
+        audit = audited(db, cycle_id)
+    return cycle_id, charging[0], whole[0], audit
 
 
-def audited(db: Engine, cycle_id: int) -> None:
-    with transaction(db) as session:
+def audited(db: Engine, cycle_id: int) -> float:
+    with stopwatch() as took, transaction(db) as session:
         closed = session.get(SharingCycle, cycle_id)
         report = audit_service.audit(session, keys=proof_keys())
     assert closed.status == "closed", f"cycle {cycle_id} is {closed.status}"
     assert report.balanced, report.problems
+    return took[0]
+
+
+def proof_latencies(db: Engine, cycle_id: int, samples: int = 200) -> tuple[float, float]:
+    """p50 and p99 in ms of a member's proof as the API makes it (recomputed from their bucket's
+    rows), for charged members drawn at random over the cycle, each in its own transaction."""
+    secret = proof_keys().secret
+    with transaction(db) as session:
+        cycle = session.get(SharingCycle, cycle_id)
+        low, high = cycle.first_member_id, cycle.last_member_id
+    timings = []
+    for member_id in random.Random(cycle_id).sample(range(low, high + 1), samples):
+        with stopwatch() as took, transaction(db) as session:
+            cycle, member = session.get(SharingCycle, cycle_id), session.get(Member, member_id)
+            if member is None or session.get(Charge, (cycle_id, member_id)) is None:
+                continue  # not charged in this cycle: the API answers 404 at once
+            proof_service.member_proof(session, cycle, member, secret)
+        timings.append(took[0] * 1000)
+    timings.sort()
+    return timings[len(timings) // 2], timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+
+
+def proof_kb(db: Engine) -> float:
+    """What the proofs keep (the benchmark's one cycle): the bucket roots' table with its key,
+    and the log; the chunks' roots are 32 bytes on rows the close keeps anyway."""
+    tables = ("proofbucket", "logentry", "loghead")
+    with db.connect() as connection:
+        if db.dialect.name == "postgresql":
+            size = sum(
+                connection.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar()
+                for t in tables
+            )
+        else:
+            size = connection.execute(
+                text(
+                    "SELECT sum(pgsize) FROM dbstat WHERE name IN ('proofbucket', "
+                    "'logentry', 'loghead') OR name LIKE 'sqlite_autoindex_proofbucket%'"
+                )
+            ).scalar()
+    return float(size or 0) / 1024
 
 
 def wait_closed(db: Engine, timeout: float = 1800) -> int:
@@ -214,11 +263,12 @@ def wait_closed(db: Engine, timeout: float = 1800) -> int:
 
 
 @contextmanager
-def cycle_worker(settings: Settings) -> Iterator[None]:
-    """`celery worker -Q cycle -c 2` (prefetch 1, events on), ready before the clock starts;
-    the payments tasks the close sends wait in Redis and are deleted with the run's keys."""
+def cycle_worker(settings: Settings, app: str) -> Iterator[None]:
+    """`celery -A APP worker -Q cycle -c 2` (prefetch 1, events on), ready before the clock
+    starts; the payments tasks the close sends wait in Redis and are deleted with the run's
+    keys."""
     log = settings.data_dir / "worker.log"
-    command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "cycle"]
+    command = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", "cycle"]
     command += ["-c", "2", "--prefetch-multiplier", "1", "-E", "-l", "INFO"]
     with log.open("w") as output:
         worker = subprocess.Popen(
@@ -258,11 +308,14 @@ def table_mb(db: Engine, cycle_id: int) -> float:
     return float(size or 0) / 2**20
 
 
-def measure(backend: str, members: int, on_worker: bool) -> Measured:
-    """Everything for one database and one membership, in this process (for its peak memory)."""
+def measure(backend: str, members: int, on_worker: bool, proofs: bool = True) -> Measured:
+    """Everything for one database and one membership, in this process (for its peak memory);
+    without `proofs`, the close as it ran before them (the reference of their cost)."""
+    if not proofs:
+        importlib.import_module("benchmarks.without_proofs")  # leaves them out, here too
     with tempfile.TemporaryDirectory(prefix="huzhu-bench-") as folder:
         if backend == "sqlite":
-            return _measure(Settings(data_dir=Path(folder)), members, on_worker=False)
+            return _measure(Settings(data_dir=Path(folder)), members, False, proofs)
         prefix = f"huzhu-bench-{os.getpid()}:"
         with scratch_database(f"charging_{members}") as url:
             settings = Settings(
@@ -273,13 +326,13 @@ def measure(backend: str, members: int, on_worker: bool) -> Measured:
                 **proof_keys_of(Path(folder)),
             )
             try:
-                return _measure(settings, members, on_worker)
+                return _measure(settings, members, on_worker, proofs)
             finally:
                 if on_worker:
                     empty_broker(settings)
 
 
-def _measure(settings: Settings, members: int, on_worker: bool) -> Measured:
+def _measure(settings: Settings, members: int, on_worker: bool, proofs: bool) -> Measured:
     reconfigure(settings)
     db = engine()
     upgrade(db)
@@ -287,7 +340,10 @@ def _measure(settings: Settings, members: int, on_worker: bool) -> Measured:
     cycle_id = publish_with_cases()
     before = bare_insert(db, cycle_id, "charge_reference_before")
     wal_start = wal_position(db)
-    closed_id, charging, whole = close_on_worker(db, settings) if on_worker else close(db)
+    app = "workers" if proofs else "benchmarks.without_proofs"
+    closed_id, charging, whole, audit = (
+        close_on_worker(db, settings, app) if on_worker else close(db)
+    )
     wal = (wal_position(db) - wal_start) / 2**20
     after = bare_insert(db, cycle_id, "charge_reference_after")
     measured = Measured(
@@ -300,7 +356,12 @@ def _measure(settings: Settings, members: int, on_worker: bool) -> Measured:
         peak_rss_mb=max(peak_rss_mb(), children_peak_rss_mb()),
         table_mb=table_mb(db, closed_id),
         wal_mb=wal,
+        proofs=proofs,
+        audit=audit,
     )
+    if proofs:
+        measured.proof_kb = proof_kb(db)
+        measured.proof_p50_ms, measured.proof_p99_ms = proof_latencies(db, closed_id)
     db.dispose()
     return measured
 
@@ -315,13 +376,15 @@ def main() -> None:
         help="charge the chunks one after another in this process instead of on a cycle worker "
         "(always so on SQLite, whose one writer gains nothing from two)",
     )
+    parser.add_argument(
+        "--without-proofs",
+        action="store_true",
+        help="the reference run: the close with its proof steps left out",
+    )
     args = parser.parse_args()
     on_worker = args.backend == "postgresql" and not args.in_process
-    print(
-        json.dumps(
-            measure(args.backend, args.members, on_worker).__dict__ | {"on_worker": on_worker}
-        )
-    )
+    measured = measure(args.backend, args.members, on_worker, not args.without_proofs)
+    print(json.dumps(measured.__dict__ | {"on_worker": on_worker}))
 
 
 if __name__ == "__main__":

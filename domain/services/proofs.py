@@ -69,10 +69,10 @@ def bucket_roots(
 
 
 def prove_chunk(
-    session: Session, cycle: SharingCycle, chunk_no: int, secret: bytes
-) -> sumtree.Node:
+    session: Session, cycle: SharingCycle, chunk_no: int, secret: bytes, rows: int, amount: int
+) -> bytes:
     """Build the chunk's subtree over the rows it has just charged (same transaction), store
-    its bucket roots, and return its root."""
+    its bucket roots, and return its root's hash; its sums must be the chunk's."""
     low, high = chunk_span(cycle, chunk_no)
     roots = bucket_roots(session, cycle.id, low, high, secret)
     if roots:
@@ -90,7 +90,13 @@ def prove_chunk(
                 for bucket, node in roots.items()
             ],
         )
-    return sumtree.root([node.record for node in roots.values()])
+    root = sumtree.root([node.record for node in roots.values()])
+    if (root.count, root.amount) != (rows, amount):
+        raise RuntimeError(
+            f"cycle {cycle.id} chunk {chunk_no}: the subtree sums {root.amount} fen over "
+            f"{root.count} members, the rows {amount} over {rows}"
+        )
+    return root.hash
 
 
 def case_list(session: Session, cycle_id: int) -> list[tuple[str, int]]:

@@ -12,11 +12,14 @@ import pytest
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_the_charging_benchmark_measures_both_sides(backend, postgres_admin, redis_url):
+@pytest.mark.parametrize(
+    ("backend", "proofs"), [("postgresql", True), ("postgresql", False), ("sqlite", True)]
+)
+def test_the_charging_benchmark_measures_both_sides(backend, proofs, postgres_admin, redis_url):
     servers = {"HUZHU_BENCH_PG": postgres_admin, "HUZHU_BENCH_REDIS": redis_url}
+    command = [sys.executable, "-m", "benchmarks.charging", "--backend", backend]
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.charging", "--backend", backend, "--members", "3000"],
+        [*command, "--members", "3000", *([] if proofs else ["--without-proofs"])],
         capture_output=True,
         text=True,
         timeout=300,
@@ -28,6 +31,9 @@ def test_the_charging_benchmark_measures_both_sides(backend, postgres_admin, red
     assert run["members"] == 3000 and run["backend"] == backend
     assert run["reference"] > 0 and run["charging"] > 0 and run["close"] >= run["charging"]
     assert 0 < run["peak_rss_mb"] < 300
+    assert run["proofs"] is proofs and 0 < run["audit"] < run["close"]
+    # With proofs: what they store and a member's proof on request; without, neither.
+    assert (run["proof_kb"] > 0 and 0 < run["proof_p50_ms"] <= run["proof_p99_ms"]) is proofs
 
 
 def test_the_charges_plan_shows_a_payers_charges_read_from_the_partitions_key(
