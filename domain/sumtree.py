@@ -25,8 +25,9 @@ from dataclasses import dataclass
 FANOUT = 16
 RECORD = 48
 # Members are grouped by id into buckets of this many ids: a member's proof recomputes only their
-# bucket (at most this many leaves); the bucket roots are stored.
-BUCKET_IDS = 4096
+# bucket (at most this many leaves, a few ms); the bucket roots are stored (about 100,000 rows a
+# cycle of 100 million members).
+BUCKET_IDS = 1024
 SALT = 16
 CHARGE_LEAF, NODE, CASE_LEAF = b"\x00", b"\x01", b"\x02"
 _SUMS = struct.Struct(">qq")
@@ -129,7 +130,7 @@ def cycle_key(secret: bytes, cycle_id: int) -> bytes:
 
 def bucket_salts(key: bytes, bucket: int) -> bytes:
     """The salts of one bucket's ids, SALT bytes each, in id order: SHAKE-256 over the cycle's
-    key and the bucket is a keyed pseudorandom stream, one call for 4,096 members."""
+    key and the bucket is a keyed pseudorandom stream, one call for a bucket."""
     return hashlib.shake_256(key + bucket.to_bytes(8, "big")).digest(SALT * BUCKET_IDS)
 
 

@@ -2,7 +2,7 @@
 and its entry in the log at finalise, a member's proof on request, and their recomputation by the
 audit. Secrets are passed in (ProofKeys); nothing here reads the settings."""
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,8 @@ from domain.models import (
 from domain.services.store import lock_log
 
 CASE_STATES = (State.SETTLED, State.PAID)
+# Buckets read at once when building or auditing a chunk (a SQLite chunk is a million members).
+SLAB_BUCKETS = 64
 
 
 @dataclass(frozen=True)
@@ -44,16 +46,40 @@ def chunk_span(cycle: SharingCycle, chunk_no: int) -> tuple[int, int]:
     return low, min(low + cycle.chunk_size - 1, cycle.last_member_id)
 
 
-def charged_rows(session: Session, cycle_id: int, low: int, high: int) -> Iterable:
-    """(member id, member_ref, amount) of the cycle's charges in an id range, in id order,
-    streamed: a chunk of a million members is never held at once."""
-    return session.execute(
-        select(Charge.member_id, Member.member_ref, Charge.amount_fen)
-        .join(Member, col(Member.id) == Charge.member_id)
-        .where(Charge.cycle_id == cycle_id, col(Charge.member_id).between(low, high))
-        .order_by(col(Charge.member_id))
-        .execution_options(yield_per=20_000)
-    )
+def charged_rows(session: Session, cycle_id: int, low: int, high: int) -> Iterator[tuple]:
+    """(member id, member_ref, amount) of the cycle's charges in an id range, in id order, a
+    slab of buckets at a time (memory stays flat whatever the chunk's size): the charges and the
+    members of the slab in two range scans, matched here."""
+    connection = session.connection()
+    slab = sumtree.BUCKET_IDS * SLAB_BUCKETS
+    start = low
+    while start <= high:
+        end = min(high, (start // slab + 1) * slab - 1)
+        refs = dict(
+            _rows(
+                connection,
+                select(Member.id, Member.member_ref).where(col(Member.id).between(start, end)),
+            )
+        )
+        charges = _rows(
+            connection,
+            select(Charge.member_id, Charge.amount_fen)
+            .where(Charge.cycle_id == cycle_id, col(Charge.member_id).between(start, end))
+            .order_by(col(Charge.member_id)),
+        )
+        # A charge of no member (there is no foreign key) gets no ref: its leaf is wrong.
+        yield from ((member_id, refs.get(member_id, ""), amount) for member_id, amount in charges)
+        start = end + 1
+
+
+def _rows(connection, statement) -> list[tuple]:
+    """The DB-API's rows of a statement, as they come: SQLAlchemy's row objects cost three
+    times the fetch itself here (0.5 against 1.7 µs a row for 50,000 charges)."""
+    result = connection.execute(statement)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 def bucket_roots(

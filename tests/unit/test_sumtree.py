@@ -109,17 +109,19 @@ def test_a_parent_hashes_each_childs_sums_not_only_their_total():
 def test_salts_are_per_member_and_per_cycle():
     key = sumtree.cycle_key(SECRET, CYCLE)
     other_cycle = sumtree.cycle_key(SECRET, CYCLE + 1)
-    salts = {sumtree.salt_of(key, member_id) for member_id in range(4090, 4110)}
+    around = sumtree.BUCKET_IDS  # across a bucket's end
+    salts = {sumtree.salt_of(key, member_id) for member_id in range(around - 10, around + 10)}
     assert len(salts) == 20 and all(len(s) == sumtree.SALT for s in salts)
-    assert sumtree.salt_of(key, 4100) != sumtree.salt_of(other_cycle, 4100)
-    assert sumtree.salt_of(key, 4100) == sumtree.salt_of(sumtree.cycle_key(SECRET, CYCLE), 4100)
+    assert sumtree.salt_of(key, around) != sumtree.salt_of(other_cycle, around)
+    assert sumtree.salt_of(key, around) == sumtree.salt_of(sumtree.cycle_key(SECRET, CYCLE), around)
 
 
 def test_buckets_follow_the_member_ids():
-    rows = [(4095, "A", 1), (4096, "B", 2), (8191, "C", 3), (8192, "D", 4)]
+    size = sumtree.BUCKET_IDS
+    rows = [(size - 1, "A", 1), (size, "B", 2), (2 * size - 1, "C", 3), (2 * size, "D", 4)]
     buckets = dict(sumtree.charge_buckets(CYCLE, sumtree.cycle_key(SECRET, CYCLE), iter(rows)))
     assert {b: len(r) for b, r in buckets.items()} == {0: 1, 1: 2, 2: 1}
-    salt = sumtree.salt_of(sumtree.cycle_key(SECRET, CYCLE), 4096)
+    salt = sumtree.salt_of(sumtree.cycle_key(SECRET, CYCLE), size)
     assert sumtree.charge_leaf(CYCLE, 2, salt, "B").record in buckets[1]
 
 
