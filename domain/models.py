@@ -199,8 +199,9 @@ class ChargeChunk(SQLModel, table=True):
 
 
 class ProofBucket(SQLModel, table=True):
-    """The root of one bucket of a chunk's subtree: the members of 1,024 consecutive ids (sumtree.BUCKET_IDS). A
-    member's proof recomputes only the leaves of their bucket; these rows are the rest."""
+    """The root of one bucket of a chunk's subtree: the members of 1,024 consecutive ids
+    (sumtree.BUCKET_IDS). A member's proof recomputes only the leaves of their bucket; these
+    rows are the rest."""
 
     cycle_id: int = Field(foreign_key="sharingcycle.id", primary_key=True)
     chunk_no: int = Field(primary_key=True)

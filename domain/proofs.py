@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain import sumtree, translog
+from domain.money import yuan
 
 VERSION = 1
 KIND = "huzhu-charge-proof"
@@ -148,7 +149,7 @@ def _leaf(state: dict, expected_member: str | None) -> str:
     if len(salt) != sumtree.SALT:
         raise Refused(f"the salt is {len(salt)} bytes, not {sumtree.SALT}")
     state["leaf"] = sumtree.charge_leaf(leaf["cycle_id"], amount, salt, leaf["member_ref"])
-    return f"{leaf['member_ref']}: {amount} fen"
+    return f"{leaf['member_ref']}: {yuan(amount)} yuan ({amount} fen)"
 
 
 def _path(state: dict) -> str:
@@ -194,7 +195,7 @@ def _totals(state: dict) -> str:
             f"the root sums {root.amount} fen over {root.count} members; the cycle published "
             f"{entry_fields['charged_fen']} fen over {entry_fields['members']}"
         )
-    return f"{root.amount} fen from {root.count} members, as published"
+    return f"{yuan(root.amount)} yuan from {root.count:,} members, as published"
 
 
 def _cases(state: dict) -> str:
@@ -208,7 +209,7 @@ def _cases(state: dict) -> str:
         raise Refused("the listed cases do not make the cases root of the log entry")
     if (top.amount, top.count) != (entry_fields["aid_fen"], entry_fields["cases"]):
         raise Refused("the cases do not add up to the cycle's aid")
-    return f"{top.count} cases, {top.amount} fen of aid"
+    return f"{top.count} cases, {yuan(top.amount)} yuan of aid"
 
 
 def _in_log(state: dict) -> str:

@@ -378,7 +378,7 @@ def _rows_against_roots(session: Session, cycle: SharingCycle, secret: bytes) ->
     changed += [f"{c}/{b}" for c, b in stored]
     if changed:
         problems.append(
-            f"the charge rows of {len(changed)} buckets (chunk/bucket {', '.join(changed[:5])}"
+            f"the charge rows of {len(changed)} bucket(s) (chunk/bucket {', '.join(changed[:5])}"
             f"{', …' if len(changed) > 5 else ''}) do not make the roots stored at the close: "
             "a charge was changed, added or removed since"
         )
