@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from broker.database import engine
 from broker.proofkeys import proof_keys
+from domain import proofs
 from domain.calendar import start_of_day
 from domain.db import transaction
 from domain.models import Charge, Claim, Member, SharingCycle
@@ -16,6 +17,7 @@ from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
 from domain.services import members as member_service
+from domain.services import proofs as proof_service
 from domain.services.store import add_charge_partition
 from domain.sharing import member_charge
 from tests.integration.scenario import (
@@ -155,6 +157,13 @@ def test_the_charging_sql_applies_the_annual_cap_exactly_as_the_formula(stack):
     )
     with transaction(engine()) as session:
         problems = audit_service.audit(session, keys=proof_keys()).problems
+        # Each member's proof holds with what the cap left them to pay, 0 fen included.
+        trusted = proof_keys().signer.public_key().public_bytes_raw()
+        for member in session.exec(select(Member).order_by(Member.id)).all():
+            document = proof_service.member_proof(session, closed, member, proof_keys().secret)
+            assert document["leaf"]["amount_fen"] == expected[member.id]
+            checks = proofs.verify(document, trusted_key=trusted, expected_member=member.member_ref)
+            assert proofs.holds(checks), checks
     assert [p for p in problems if f"cycle {cycle.id} " in p] == []
 
 
