@@ -1,7 +1,9 @@
 """The proofs' two secrets from the settings: the salt secret and the log's signing key. The
 embedded default makes its own in its data folder; the fleet must be given both."""
 
+import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -33,9 +35,11 @@ def proof_secret(settings: Settings) -> bytes:
             raise NotConfigured(f"HUZHU_PROOF_SECRET is shorter than {MIN_SECRET} characters")
         return given.encode()
     path = _own_file(settings, SECRET_NAME, "HUZHU_PROOF_SECRET")
-    if not path.exists():
-        _write_private(path, secrets.token_hex(32).encode())
-    return path.read_bytes().strip()
+    _create_once(path, secrets.token_hex(32).encode())
+    secret = path.read_bytes().strip()
+    if len(secret) < MIN_SECRET:
+        raise NotConfigured(f"the proof secret in {path} is shorter than {MIN_SECRET} characters")
+    return secret
 
 
 def log_key(settings: Settings) -> Ed25519PrivateKey:
@@ -43,13 +47,12 @@ def log_key(settings: Settings) -> Ed25519PrivateKey:
         path = Path(settings.log_key_file)
     else:
         path = _own_file(settings, LOG_KEY_NAME, "HUZHU_LOG_KEY_FILE")
-        if not path.exists():
-            pem = Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            _write_private(path, pem)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _create_once(path, pem)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError) as error:
@@ -74,7 +77,20 @@ def _own_file(settings: Settings, name: str, variable: str) -> Path:
     return settings.data_dir / name
 
 
-def _write_private(path: Path, content: bytes) -> None:
+def _create_once(path: Path, content: bytes) -> None:
+    """Make the file with `content` unless it exists, so that every process uses the first one
+    made: written whole to a temporary file, then linked into place (a link never replaces a
+    file, and a reader never sees a half-written one)."""
+    if path.exists():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_bytes(content)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.write(handle, content)
+        os.fsync(handle)
+        os.close(handle)
+        os.link(temporary, path)  # mkstemp made it 0600
+    except FileExistsError:
+        pass  # another process made it first: theirs is the one
+    finally:
+        os.unlink(temporary)

@@ -33,6 +33,9 @@ def verify_command(
     member: Annotated[
         str | None, typer.Option("--member", help="Your member_ref: the proof must be yours.")
     ] = None,
+    cycle: Annotated[
+        int | None, typer.Option("--cycle", help="The cycle id the proof must be of.")
+    ] = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a proof of your charge: your leaf, its path to the cycle's root, the root's sums
@@ -42,14 +45,17 @@ def verify_command(
         _read(proof),
         trusted_key=_key(key),
         published_head=_read(head) if head else None,
-        consistency=_read(consistency)["proof"] if consistency else None,
+        consistency=_consistency(consistency) if consistency else None,
         expected_member=member,
+        expected_cycle=cycle,
     )
     holds = proofs.holds(checks)
     if as_json:
-        print_json({"holds": holds, "checks": [c.__dict__ for c in checks]})
+        print_json(
+            {"holds": holds, "checks": [c.__dict__ | {"detail": _shown(c.detail)} for c in checks]}
+        )
     else:
-        rows = [["✓" if c.ok else "✗", c.name, c.detail] for c in checks]
+        rows = [["✓" if c.ok else "✗", c.name, _shown(c.detail)] for c in checks]
         console.print(table(f"proof {proof.name}", ["", "step", "detail"], rows))
         verdict = "[bold green]the proof holds[/]" if holds else "[bold red]it does not hold[/]"
         console.print(verdict)
@@ -61,8 +67,21 @@ def _read(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         fail(f"cannot read {path}: {error.strerror}", "give the path of the file you downloaded")
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         fail(f"{path} is not JSON: {error}", "download it again; it must be the API's answer")
+
+
+def _consistency(path: Path) -> list[str]:
+    found = _read(path)
+    proof = found.get("proof") if isinstance(found, dict) else None
+    if not isinstance(proof, list):
+        fail(f"{path} has no consistency proof", "save /v1/log/consistency?from=A&to=B as it is")
+    return proof
+
+
+def _shown(text: str) -> str:
+    """A detail as the terminal can print it: a file's lone surrogates escaped, not raised."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _key(text: str | None) -> bytes | None:

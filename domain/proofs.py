@@ -4,6 +4,7 @@ log and the log's signed head. `huzhu verify` runs it; the member's pages run th
 the browser (api/pages/static/verify.js)."""
 
 import json
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from domain.money import yuan
 
 VERSION = 1
 KIND = "huzhu-charge-proof"
+MAX_INT64 = 2**63 - 1  # amounts and counts are signed 64-bit in every record
 
 
 def entry(
@@ -84,6 +86,7 @@ def verify(
     published_head: dict | None = None,
     consistency: list[str] | None = None,
     expected_member: str | None = None,
+    expected_cycle: int | None = None,
 ) -> list[Check]:
     """Every step of the check, in order; it holds when every step is ok. A step that fails
     stops the ones after it (they would only repeat its cause)."""
@@ -91,7 +94,7 @@ def verify(
     state: dict[str, Any] = {"document": document}
     steps: list[Callable[[dict], str]] = [
         _format,
-        lambda s: _leaf(s, expected_member),
+        lambda s: _leaf(s, expected_member, expected_cycle),
         _path,
         _totals,
         _cases,
@@ -102,7 +105,17 @@ def verify(
     for name, step in zip(STEPS, steps, strict=True):
         try:
             checks.append(Check(name, True, step(state)))
-        except (Refused, KeyError, TypeError, ValueError, AttributeError) as error:
+        # struct.error: a number past 64 bits; RecursionError: JSON nested past reason.
+        except (
+            Refused,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            struct.error,
+            OverflowError,
+            RecursionError,
+        ) as error:
             reason = str(error) if isinstance(error, Refused) else f"malformed: {error!r}"
             checks.append(Check(name, False, reason))
             break
@@ -116,7 +129,7 @@ def holds(checks: list[Check]) -> bool:
 
 def _format(state: dict) -> str:
     document = state["document"]
-    if document.get("kind") != KIND or document.get("version") != VERSION:
+    if document.get("kind") != KIND or not _is_int(document.get("version"), VERSION):
         raise Refused(f"not a {KIND} of version {VERSION}")
     log = document["log"]
     state["entry"] = _entry_fields(log["entry"])
@@ -125,23 +138,34 @@ def _format(state: dict) -> str:
 
 
 def _entry_fields(text: str) -> dict:
-    fields = json.loads(text)
-    if not isinstance(fields, dict) or fields.get("v") != VERSION:
+    fields = json.loads(text, parse_constant=_not_a_number)
+    if not isinstance(fields, dict) or not _is_int(fields.get("v"), VERSION):
         raise Refused("the log entry is not of this version")
     for name in ("cycle_id", "share_fen", "charged_fen", "members", "aid_fen", "cases"):
-        if type(fields[name]) is not int or fields[name] < 0:
+        if type(fields[name]) is not int or not 0 <= fields[name] <= MAX_INT64:
             raise Refused(f"the log entry's {name} is not a whole number >= 0")
     return fields
 
 
-def _leaf(state: dict, expected_member: str | None) -> str:
+def _not_a_number(name: str) -> float:
+    raise Refused(f"the log entry holds {name}, which JSON does not have")
+
+
+def _is_int(value: object, expected: int) -> bool:
+    """An int equal to `expected`: not a bool, not a float (True == 1 in Python)."""
+    return type(value) is int and value == expected
+
+
+def _leaf(state: dict, expected_member: str | None, expected_cycle: int | None) -> str:
     leaf, entry_fields = state["document"]["leaf"], state["entry"]
     if expected_member is not None and leaf["member_ref"] != expected_member:
         raise Refused(f"this proof is of {leaf['member_ref']}, not of {expected_member}")
+    if expected_cycle is not None and not _is_int(leaf["cycle_id"], expected_cycle):
+        raise Refused(f"this proof is of cycle {leaf['cycle_id']}, not of cycle {expected_cycle}")
     amount, share = _whole(leaf["amount_fen"]), entry_fields["share_fen"]
-    if leaf["cycle_id"] != entry_fields["cycle_id"]:
+    if not _is_int(leaf["cycle_id"], entry_fields["cycle_id"]):
         raise Refused(f"the leaf is of cycle {leaf['cycle_id']}, the entry of another")
-    if leaf.get("count") != 1:
+    if not _is_int(leaf.get("count"), 1):
         raise Refused("a member's leaf counts one member")
     if amount > share:
         raise Refused(f"the leaf says {amount} fen, more than the share of {share}")
@@ -173,7 +197,7 @@ def _node(data: dict, share: int) -> sumtree.Node:
     """A sibling or root as sent; no sum may be negative or more than its members' shares (an
     understated or padded sibling would otherwise pass)."""
     node = sumtree.Node(bytes.fromhex(data["hash"]), _whole(data["amount_fen"]), data["count"])
-    if len(node.hash) != 32 or type(node.count) is not int or node.count < 1:
+    if len(node.hash) != 32 or type(node.count) is not int or not 1 <= node.count <= MAX_INT64:
         raise Refused("a node has a malformed hash or a count below one")
     if node.amount > node.count * share:
         raise Refused(f"a node sums {node.amount} fen for {node.count} members, above the share")
@@ -181,7 +205,7 @@ def _node(data: dict, share: int) -> sumtree.Node:
 
 
 def _whole(value: object) -> int:
-    if type(value) is not int or value < 0:
+    if type(value) is not int or not 0 <= value <= MAX_INT64:
         raise Refused(f"{value!r} is not a whole number of fen >= 0")
     return value
 
@@ -219,7 +243,11 @@ def _in_log(state: dict) -> str:
     index = log["leaf_index"]
     if not translog.verify_inclusion(index, head["size"], leaf, proof, bytes.fromhex(head["root"])):
         raise Refused(f"entry {index} is not in the log of size {head['size']}")
-    return f"entry {index} of {head['size']}"
+    fields = state["entry"]
+    return (
+        f"entry {index} of {head['size']}: {fields['plan']} cycle {fields['cycle_id']}, "
+        f"announced {fields['announce_on']}"
+    )
 
 
 def _tree_head(head: dict) -> translog.TreeHead:

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from api.pages import claim_pages, jury_pages, member_pages, public_pages
+from api.pages import claim_pages, jury_pages, member_pages, proof_pages, public_pages
 from api.pages.common import NotMember, Refusal, page
 from api.pages.session import CrossSite, LoginNeeded, to_login, viewer
 from api.problems import Problem
@@ -26,7 +26,7 @@ HTTP_ZH = {
 def install(app: FastAPI) -> None:
     """The pages' routes, and their errors answered as pages (the API's stay problem+json):
     call after the API's handlers are installed."""
-    for module in (public_pages, member_pages, claim_pages, jury_pages):
+    for module in (public_pages, member_pages, claim_pages, jury_pages, proof_pages):
         app.include_router(module.router)
     app.add_exception_handler(LoginNeeded, _to_login)
     app.add_exception_handler(CrossSite, _cross_site)

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from api import members, public
+from api.pages import proof_pages
 from api.pages.common import Refusal, card_of, in_thread, page, posted, refused
 from api.pages.session import member
 from api.problems import Problem
@@ -50,8 +51,14 @@ def year_totals(charges: list[members.ChargeView]) -> list[YearTotal]:
 async def charges(request: Request) -> HTMLResponse:
     who = member(request)
     found = await in_thread(members.my_charges, who, None, CHARGES_SHOWN)
+    log_key = await in_thread(proof_pages.log_public_key)
     return page(
-        "charges.html", who=who, found=found, years=year_totals(found.charges), tab="charges"
+        "charges.html",
+        who=who,
+        found=found,
+        years=year_totals(found.charges),
+        tab="charges",
+        log_key=log_key,
     )
 
 

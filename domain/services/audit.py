@@ -27,7 +27,13 @@ from domain.services.claims import MAX_ATTEMPTS
 from domain.services.cycles import CycleStatus, ledger_movements
 from domain.services.members import shares_at
 from domain.services.payments import waiting_period_rejections
-from domain.services.proofs import ProofKeys, log_problems, recomputed
+from domain.services.proofs import (
+    ProofKeys,
+    closed_before_proofs,
+    log_problems,
+    recomputed,
+    rows_kept,
+)
 from domain.sharing import compute_share
 
 
@@ -94,6 +100,11 @@ def audit(session: Session, now: datetime | None = None, *, keys: ProofKeys) -> 
             session, cycle, surplus_by_plan.get(cycle.plan, 0), paying
         )
         result.problems += recomputed(session, cycle, keys.secret)
+        if closed_before_proofs(session, cycle):
+            report.attention.append(
+                f"{cycle.plan} cycle {cycle.id} closed before proofs were built: "
+                "its members have none"
+            )
         surplus_by_plan[cycle.plan] = cycle.surplus_out_fen
         outstanding_by_plan[cycle.plan] = outstanding_by_plan.get(cycle.plan, 0) + outstanding
         report.cycles.append(result)
@@ -101,7 +112,7 @@ def audit(session: Session, now: datetime | None = None, *, keys: ProofKeys) -> 
     balances = _balances(session)
     report.accounts = {name: accounts.natural_balance(name, b) for name, b in balances.items()}
     report.general += _accounts(session, balances, cycles, paying) + _cash_never_negative(session)
-    report.attention = _attention(session)
+    report.attention += _attention(session)
     return report
 
 
@@ -275,7 +286,7 @@ def _check_cycle(
     expect("aid", cycle.aid_fen, sum(amounts))
     expect("fee", cycle.fee_fen, sum(apply_rate(a, plan.fee_rate_bp) for a in amounts))
     expect("surplus carried in", cycle.surplus_in_fen, surplus_carried)
-    if cycle.charges_archived_at is None:
+    if rows_kept(session, cycle):
         found, collected, outstanding = _check_charges(session, cycle)
         problems += found
     else:  # audited clean and fully collected when its partition was detached

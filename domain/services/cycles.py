@@ -288,7 +288,7 @@ def finalise(
     cycle.charged_fen = charged
     cycle.annual_cap_subsidy_fen = annual_subsidy
     cycle.subsidy_fen = cycle.cap_subsidy_fen + annual_subsidy
-    proofs.prove_cycle(session, cycle, keys.signer, now)
+    proofs.prove_cycle(session, cycle, keys, now)
     _book(session, cycle, now)
     cycle.status = CycleStatus.CLOSED
     cycle.closed_at = now

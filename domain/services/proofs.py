@@ -3,7 +3,7 @@ and its entry in the log at finalise, a member's proof on request, and their rec
 audit. Secrets are passed in (ProofKeys); nothing here reads the settings."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,8 +32,8 @@ SLAB_BUCKETS = 64
 
 @dataclass(frozen=True)
 class ProofKeys:
-    secret: bytes  # members' salts are derived from it
-    signer: Ed25519PrivateKey  # signs the log's tree heads
+    secret: bytes = field(repr=False)  # members' salts are derived from it
+    signer: Ed25519PrivateKey = field(repr=False)  # signs the log's tree heads
 
 
 class NoProof(LookupError):
@@ -150,9 +150,17 @@ def _chunk_records(session: Session, cycle_id: int) -> list[bytes]:
     return [sumtree.Node(root or b"", amount, rows).record for root, amount, rows in chunks]
 
 
-def prove_cycle(session: Session, cycle: SharingCycle, signer: Ed25519PrivateKey, now) -> None:
+def prove_cycle(session: Session, cycle: SharingCycle, keys: ProofKeys, now) -> None:
     """At finalise: the cycle's roots over its chunks' roots and over its cases, checked
     against its figures, and its entry appended to the log under a new signed head."""
+    for chunk in session.exec(
+        select(ChargeChunk).where(ChargeChunk.cycle_id == cycle.id, col(ChargeChunk.root).is_(None))
+    ).all():  # charged before proofs were built (a close under way across the upgrade)
+        chunk.root = prove_chunk(
+            session, cycle, chunk.chunk_no, keys.secret, chunk.rows, chunk.amount_fen
+        )
+        session.add(chunk)
+    session.flush()
     charges = sumtree.root(_chunk_records(session, cycle.id))
     cases = cases_root(cycle.id, case_list(session, cycle.id))
     if charges.amount != cycle.charged_fen or cases.amount != cycle.aid_fen:
@@ -162,7 +170,7 @@ def prove_cycle(session: Session, cycle: SharingCycle, signer: Ed25519PrivateKey
         )
     cycle.charges_root, cycle.cases_root = charges.hash, cases.hash
     entry = cycle_entry(cycle, charges, cases)
-    cycle.log_index = append_to_log(session, cycle.id, entry, signer, now)
+    cycle.log_index = append_to_log(session, cycle.id, entry, keys.signer, now)
 
 
 def cycle_entry(cycle: SharingCycle, charges: sumtree.Node, cases: sumtree.Node) -> str:
@@ -230,7 +238,8 @@ def proven_cycle(session: Session, cycle: SharingCycle) -> LogEntry:
 def log_document(session: Session, logged: LogEntry) -> dict[str, Any]:
     """The cycle's entry, its inclusion proof and the latest signed head it is proven under."""
     head = latest_head(session)
-    assert head is not None
+    if head is None or head.size <= logged.leaf_index:
+        raise NoProof("the log has no signed head over this cycle's entry: ask the operator")
     leaves = log_leaves(session, head.size)
     return {
         "leaf_index": logged.leaf_index,
@@ -339,8 +348,10 @@ def recomputed(session: Session, cycle: SharingCycle, secret: bytes) -> list[str
     """The audit of a closed cycle's proofs: every bucket, chunk and cycle root recomputed from
     the rows (an archived cycle's rows are gone: from its chunks up), and its log entry."""
     if cycle.charges_root is None:
-        return ["it has no proofs: its roots were never built"]
-    problems = [] if cycle.charges_archived_at else _rows_against_roots(session, cycle, secret)
+        return [] if closed_before_proofs(session, cycle) else ["it has no proofs"]
+    problems = _chunk_numbers(session, cycle)
+    if rows_kept(session, cycle):
+        problems += _rows_against_roots(session, cycle, secret)
     charges = sumtree.root(_chunk_records(session, cycle.id))
     if charges.hash != cycle.charges_root or charges.amount != cycle.charged_fen:
         problems.append("its charges root is not the one its chunks' roots make")
@@ -352,6 +363,46 @@ def recomputed(session: Session, cycle: SharingCycle, secret: bytes) -> list[str
         problems.append("it is not in the log of roots")
     elif logged.entry != cycle_entry(cycle, charges, cases):
         problems.append("its entry in the log is not its roots and figures")
+    return problems
+
+
+def closed_before_proofs(session: Session, cycle: SharingCycle) -> bool:
+    """Closed before the log's first entry (migration 0006): its members have no proofs; any
+    cycle closed since must have them."""
+    first = session.exec(select(LogEntry.at).order_by(col(LogEntry.leaf_index))).first()
+    closed = cycle.closed_at
+    return cycle.charges_root is None and (first is None or closed is None or closed < first)
+
+
+def rows_kept(session: Session, cycle: SharingCycle) -> bool:
+    """Whether the cycle's charge rows are still there to audit: always, unless archived (on
+    PostgreSQL its partition is detached; rows still found are audited all the same)."""
+    if cycle.charges_archived_at is None:
+        return True
+    return (
+        session.exec(select(Charge.member_id).where(Charge.cycle_id == cycle.id)).first()
+        is not None
+    )
+
+
+def _chunk_numbers(session: Session, cycle: SharingCycle) -> list[str]:
+    """The cycle's chunks are the ones its span of members makes, and no row names another."""
+    span = cycle.last_member_id - cycle.first_member_id + 1
+    expected = -(-span // cycle.chunk_size) if cycle.chunks or cycle.charged_fen else 0
+    problems = (
+        []
+        if cycle.chunks == expected
+        else [f"it has {cycle.chunks} chunks; its {span:,} member ids make {expected}"]
+    )
+    beyond = [
+        n
+        for model in (ChargeChunk, ProofBucket)
+        for n in session.exec(
+            select(model.chunk_no).where(model.cycle_id == cycle.id, model.chunk_no >= cycle.chunks)
+        ).all()
+    ]
+    if beyond:
+        problems.append(f"rows of chunks {sorted(set(beyond))} beyond its {cycle.chunks} chunks")
     return problems
 
 
@@ -402,6 +453,23 @@ def log_problems(session: Session, trusted_key: bytes | None) -> list[str]:
             problems.append(f"log head {head.size}'s signature does not verify")
         elif trusted_key is not None and head.public_key != trusted_key:
             problems.append(f"log head {head.size} is signed with another key than the log's")
-    if entries and (not heads or heads[-1].size != len(entries)):
-        problems.append("the latest signed head does not cover every entry of the log")
-    return problems
+    if [h.size for h in heads] != list(range(1, len(entries) + 1)):
+        problems.append("the log needs one signed head per size, 1 to its entries' count")
+    stamps = [h.timestamp_ms for h in heads]
+    if stamps != sorted(stamps):
+        problems.append("the log's signed heads go back in time")
+    return problems + _entries_of_closed_cycles(session, entries)
+
+
+def _entries_of_closed_cycles(session: Session, entries) -> list[str]:
+    closed = {
+        c.id: c.log_index
+        for c in session.exec(
+            select(SharingCycle).where(SharingCycle.status == CycleStatus.CLOSED)
+        ).all()
+    }
+    return [
+        f"log entry {e.leaf_index} is not the entry of a closed cycle (cycle {e.cycle_id})"
+        for e in entries
+        if closed.get(e.cycle_id, -1) != e.leaf_index
+    ]

@@ -5,6 +5,7 @@ roots or the log is caught by the audit and by the member's own check."""
 import json
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -36,7 +37,7 @@ MEMBERS = 230  # chunks of 50 (the stacks' chunk size): five chunks, the last on
 PAYER, DEPENDANTS = "C0100", ("D0001", "D0002")
 
 
-def close_a_cycle() -> SharingCycle:
+def close_a_cycle(before_finalise=None) -> SharingCycle:
     """230 members with gaps in their ids (members of another plan in between), a payer with
     two dependants, two cases; published and closed chunk by chunk as the workers do."""
     rows = []
@@ -60,6 +61,8 @@ def close_a_cycle() -> SharingCycle:
     for chunk_no in range(cycle.chunks):
         with transaction(engine()) as session:
             cycle_service.charge_chunk(session, cycle.id, chunk_no, NOW_UTC, proof_keys())
+    if before_finalise:
+        before_finalise(cycle.id)
     with transaction(engine()) as session:
         return cycle_service.finalise(session, cycle.id, NOW_UTC, proof_keys())
 
@@ -249,3 +252,167 @@ def verify(stack, path, *options) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
     )
+
+
+def test_an_archived_flag_on_a_cycle_whose_rows_are_still_there_does_not_stop_the_audit(stack):
+    cycle = close_a_cycle()
+    with transaction(engine()) as session:
+        marked = session.get(SharingCycle, cycle.id)
+        marked.charges_archived_at = NOW_UTC  # on SQLite nothing was detached: the rows stay
+        session.add(marked)
+        target = session.exec(select(Member).where(Member.member_ref == "C0042")).one()
+        other = session.exec(select(Member).where(Member.member_ref == "C0043")).one()
+        refs = target.member_ref, other.member_ref
+        target.member_ref, other.member_ref = "swap", refs[0]
+        session.add_all([target, other])
+        session.flush()
+        target.member_ref = refs[1]
+        session.add(target)
+    assert any("do not make the roots stored" in p for p in audit_problems())
+
+
+def test_chunks_hidden_from_the_audit_are_found(stack):
+    cycle = close_a_cycle()
+    with transaction(engine()) as session:
+        fewer = session.get(SharingCycle, cycle.id)
+        fewer.chunks -= 1
+        session.add(fewer)
+        session.execute(
+            text("DELETE FROM proofbucket WHERE cycle_id = :c AND chunk_no = :n"),
+            {"c": cycle.id, "n": fewer.chunks},
+        )
+    problems = audit_problems()
+    assert any(f"it has {cycle.chunks - 1} chunks" in p for p in problems), problems
+    assert any(f"rows of chunks [{cycle.chunks - 1}]" in p for p in problems), problems
+
+
+def close_two_cycles() -> SharingCycle:
+    """The first cycle, then the other plan's (no cases, nothing charged): a log of two."""
+    return close_two_cycles_after(close_a_cycle())
+
+
+@pytest.mark.parametrize("change", ["head deleted", "time reversed", "entry of no cycle"])
+def test_the_log_keeps_a_signed_head_per_size_in_time_and_entries_of_closed_cycles(stack, change):
+    second = close_two_cycles()
+    assert second.log_index == 1 and audit_problems() == []
+    with transaction(engine()) as session:
+        if change == "head deleted":
+            session.delete(session.get(LogHead, 1))
+        elif change == "time reversed":
+            head = session.get(LogHead, 2)
+            earlier = translog.TreeHead(2, session.get(LogHead, 1).timestamp_ms - 1, head.root)
+            head.timestamp_ms, head.signature = (
+                earlier.timestamp_ms,
+                translog.sign_head(earlier, proof_keys().signer),
+            )
+            session.add(head)
+        else:  # the second cycle's entry is moved to a cycle that never closed
+            session.execute(
+                text("UPDATE sharingcycle SET log_index = NULL WHERE id = :c"), {"c": second.id}
+            )
+    problems = audit_problems()
+    expected = {
+        "head deleted": "one signed head per size",
+        "time reversed": "go back in time",
+        "entry of no cycle": "is not the entry of a closed cycle",
+    }[change]
+    assert any(expected in p for p in problems), problems
+
+
+def test_without_a_head_over_its_entry_a_proof_is_refused_not_a_server_error(stack, tokens):  # noqa: F811
+    cycle = close_a_cycle()
+    with transaction(engine()) as session:
+        session.delete(session.get(LogHead, 1))
+    with serving() as api:
+        answer = api.get(f"/v1/me/charges/{cycle.id}/proof", headers=tokens("C0010"))
+        assert answer.status_code == 404 and "no signed head" in answer.json()["detail"]
+        assert api.get(f"/v1/plans/{CRITICAL}/cycles/{cycle.id}/root").status_code == 404
+
+
+def test_a_cycle_closed_before_proofs_existed_is_listed_for_a_person_not_a_problem(stack):
+    cycle = close_a_cycle()
+    with transaction(engine()) as session:  # as before migration 0006: no proofs, no log
+        for table in ("proofbucket", "loghead", "logentry"):
+            session.execute(text(f"DELETE FROM {table}"))
+        session.execute(
+            text(
+                "UPDATE sharingcycle SET charges_root = NULL, cases_root = NULL, "
+                "log_index = NULL WHERE id = :c"
+            ),
+            {"c": cycle.id},
+        )
+        session.execute(text("UPDATE chargechunk SET root = NULL"))
+    with transaction(engine()) as session:
+        report = audit_service.audit(session, keys=proof_keys())
+    assert report.problems == []
+    assert any("closed before proofs were built" in a for a in report.attention)
+    # A cycle closed since the log began has no such excuse.
+    second = close_two_cycles_after(cycle)
+    with transaction(engine()) as session:
+        session.execute(
+            text("UPDATE sharingcycle SET charges_root = NULL WHERE id = :c"), {"c": second.id}
+        )
+    assert any("it has no proofs" in p for p in audit_problems())
+
+
+def close_two_cycles_after(first: SharingCycle) -> SharingCycle:
+    with transaction(engine()) as session:
+        cycle_service.publish(session, "senior-cancer", PUBLISH_AT)
+        second = cycle_service.begin_close(session, "senior-cancer", CLOSE_AT, chunk_size=50)
+    with transaction(engine()) as session:  # a little later: after the first cycle closed
+        return cycle_service.finalise(
+            session, second.id, NOW_UTC + timedelta(hours=1), proof_keys()
+        )
+
+
+def test_chunks_charged_before_the_upgrade_get_their_roots_at_finalise(stack):
+    """A close under way across migration 0006: its early chunks have no root; finalise builds
+    them from their rows, and every member's proof holds."""
+    close_a_cycle(before_finalise=lambda cycle_id: forget_chunk_proofs(cycle_id, below=3))
+    with transaction(engine()) as session:
+        cycle = session.exec(select(SharingCycle).where(SharingCycle.plan == CRITICAL)).one()
+    for ref in ("C0001", "C0120", "C0229", DEPENDANTS[1]):
+        document = proof_of(cycle.id, ref)
+        assert proofs.holds(proofs.verify(document, trusted_key=trusted(), expected_member=ref))
+    assert audit_problems() == []
+
+
+def forget_chunk_proofs(cycle_id: int, below: int) -> None:
+    with transaction(engine()) as session:
+        session.execute(
+            text("DELETE FROM proofbucket WHERE cycle_id = :c AND chunk_no < :n"),
+            {"c": cycle_id, "n": below},
+        )
+        session.execute(
+            text("UPDATE chargechunk SET root = NULL WHERE cycle_id = :c AND chunk_no < :n"),
+            {"c": cycle_id, "n": below},
+        )
+
+
+def test_huzhu_verify_answers_malformed_files_without_a_traceback(sqlite_stack, tmp_path):
+    cycle = close_a_cycle()
+    honest = proof_of(cycle.id, "C0020")
+    huge = json.loads(json.dumps(honest))
+    huge["path"][0]["before"][0] |= {"amount_fen": 2**63, "count": 2**62}
+    deep = "[" * 100_000 + "]" * 100_000
+    strange = json.loads(json.dumps(honest))
+    strange["leaf"]["member_ref"] = "\ud800"  # a lone surrogate, as JSON may carry one
+    cases = {"huge.json": json.dumps(huge), "deep.json": deep, "odd.json": json.dumps(strange)}
+    for name, content in cases.items():
+        (tmp_path / name).write_text(content)
+        for options in ((), ("--json",)):
+            answer = verify(sqlite_stack, tmp_path / name, *options)
+            assert answer.returncode == 1 and "Traceback" not in answer.stderr, (
+                name,
+                answer.stderr,
+            )
+    (tmp_path / "proof.json").write_text(json.dumps(honest))
+    (tmp_path / "consistency.json").write_text('{"from": 1}')
+    bad = verify(
+        sqlite_stack, tmp_path / "proof.json", "--consistency", str(tmp_path / "consistency.json")
+    )
+    assert bad.returncode == 1 and "has no consistency proof" in bad.stderr
+    other = verify(sqlite_stack, tmp_path / "proof.json", "--cycle", str(cycle.id + 1))
+    assert other.returncode == 1 and "not of cycle" in other.stdout
+    mine = verify(sqlite_stack, tmp_path / "proof.json", "--cycle", str(cycle.id))
+    assert mine.returncode == 0 and f"cycle {cycle.id}, announced" in mine.stdout

@@ -167,6 +167,22 @@ def tampered(change) -> dict:
         (lambda d: d["log"]["head"].update(timestamp_ms=1), "signed head"),
         (lambda d: d.update(version=2), "format"),
         (lambda d: d["leaf"].pop("salt"), "your leaf"),
+        # Python's True == 1 and 1.0 == 1: only ints are counts and versions.
+        (lambda d: d.update(version=True), "format"),
+        (lambda d: d["leaf"].update(count=1.0), "your leaf"),
+        (lambda d: d["leaf"].update(cycle_id=float(CYCLE)), "your leaf"),
+        # Past 64 bits: refused as malformed, never raised.
+        (
+            lambda d: d["path"][0]["before"][0].update(amount_fen=2**63, count=2**62),
+            "path to the root",
+        ),
+        (lambda d: d["path"][0]["before"][0].update(count=2**63), "path to the root"),
+        (
+            lambda d: d["log"].update(
+                entry=d["log"]["entry"].replace('"plan":"critical-illness"', '"plan":NaN')
+            ),
+            "format",
+        ),
     ],
 )
 def test_tampering_is_refused(change, step):
@@ -234,6 +250,14 @@ def test_a_published_head_must_contain_the_files():
     checks = proofs.verify(shown, published_head=published, consistency=proof)
     assert failed_step(checks) == "published head"
     assert failed_step(proofs.verify(shown, published_head=published)) == "published head"
+
+
+def test_a_proof_of_another_cycle_is_refused_when_the_cycle_is_named():
+    shown = document(members(20), 2)
+    assert failed_step(proofs.verify(shown, expected_cycle=CYCLE + 1)) == "your leaf"
+    checks = proofs.verify(shown, expected_cycle=CYCLE)
+    assert proofs.holds(checks)
+    assert f"critical-illness cycle {CYCLE}, announced 2026-12-07" in checks[5].detail
 
 
 def test_a_malformed_document_is_refused_not_raised():
