@@ -417,3 +417,25 @@ def test_without_ed25519_or_javascript_the_page_claims_nothing(browser, site):
         assert "huzhu verify 文件名" in page.locator(".offline").inner_text()
     finally:
         context.close()
+
+
+VERIFY_CYCLE = """async ([text, key, cycle]) => {
+  const { verifyProof } = await import("/app/static/verify.js");
+  return await verifyProof(text, { trustedKey: key, expectedCycle: cycle });
+}"""
+
+
+def test_a_proof_of_another_cycle_than_its_line_is_refused_as_python_refuses_it(phone, site):
+    payer, _, cycle_id = payer_and_dependant(site)
+    key = httpx.get(f"{site.url}/v1/log/heads/latest").json()["public_key"]
+    family = phone(payer)
+    [text] = proof_texts(family, [(cycle_id, payer)])
+    for cycle, holds in ((cycle_id, True), (cycle_id + 1, False)):
+        js = family.page.evaluate(VERIFY_CYCLE, [text, key, cycle])
+        python = proofs.verify(
+            json.loads(text), trusted_key=bytes.fromhex(key), expected_cycle=cycle
+        )
+        assert [(c["name"], c["ok"], c["detail"]) for c in js] == [
+            (c.name, c.ok, c.detail) for c in python
+        ]
+        assert proofs.holds(python) is holds

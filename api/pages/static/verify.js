@@ -49,17 +49,21 @@ export class Unsupported extends Error {}
 /**
  * Every step of the check, in order, as [{name, ok, detail}]; a failed step stops the ones
  * after it. `proof` is the document's JSON text (read exactly) or an already parsed object.
- * `trustedKey` (hex or bytes) pins the log's key; `expectedMember` is whose proof it must be.
+ * `trustedKey` (hex or bytes) pins the log's key; `expectedMember` is whose proof it must be,
+ * `expectedCycle` (a number) which cycle's.
  * The browser has no head published since, so "published head" passes as Python's does
  * without --head. Throws Unsupported when the browser cannot check.
  */
-export async function verifyProof(proof, { trustedKey = null, expectedMember = null } = {}) {
+export async function verifyProof(
+  proof,
+  { trustedKey = null, expectedMember = null, expectedCycle = null } = {},
+) {
   if (!globalThis.crypto?.subtle) throw new Unsupported("WebCrypto is not available here");
   const pinned = trustedKey == null ? null : asBytes(trustedKey);
   const state = {};
   const steps = [
     () => format(state, proof),
-    () => yourLeaf(state, expectedMember),
+    () => yourLeaf(state, expectedMember, expectedCycle),
     () => pathToRoot(state),
     () => totals(state),
     () => cases(state),
@@ -131,11 +135,16 @@ function entryFields(text) {
   return fields;
 }
 
-async function yourLeaf(state, expectedMember) {
+async function yourLeaf(state, expectedMember, expectedCycle) {
   const leaf = item(state.document, "leaf");
   const entry = state.entry;
   if (expectedMember != null && !equalsStr(item(leaf, "member_ref"), expectedMember)) {
     throw new Refused(`this proof is of ${pyStr(leaf.member_ref)}, not of ${expectedMember}`);
+  }
+  if (expectedCycle != null && !equalsInt(item(leaf, "cycle_id"), BigInt(expectedCycle))) {
+    throw new Refused(
+      `this proof is of cycle ${pyStr(leaf.cycle_id)}, not of cycle ${expectedCycle}`,
+    );
   }
   const amount = whole(item(leaf, "amount_fen"));
   const share = item(entry, "share_fen");
@@ -595,7 +604,12 @@ async function checkLine(line, logKey, viewer) {
   }
   const text = await answer.text();
   const member = line.dataset.member;
-  const checks = await verifyProof(text, { trustedKey: logKey, expectedMember: member });
+  const cycle = Number(line.dataset.cycle);
+  const checks = await verifyProof(text, {
+    trustedKey: logKey,
+    expectedMember: member,
+    expectedCycle: cycle,
+  });
   const failed = checks.find((check) => !check.ok);
   if (failed || !holds(checks)) {
     const step = failed ? STEP_ZH[failed.name] : "未完成";
