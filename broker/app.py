@@ -20,6 +20,7 @@ ROUTES = {
     "huzhu.close_cycle": {"queue": "cycle"},
     "huzhu.charge_chunk": {"queue": "cycle"},
     "huzhu.redrive_stuck": {"queue": "cycle"},
+    "huzhu.advance_wind_downs": {"queue": "cycle"},
     "huzhu.collect_debits": {"queue": "payments"},
     "huzhu.debit_batch": {"queue": "payments"},
     "huzhu.collect_open_cycles": {"queue": "payments"},
@@ -41,6 +42,8 @@ def beat_schedule() -> dict:
         "pay-pending": {"task": "huzhu.pay_pending", "schedule": 600.0},
         # Juries vote for a day; their windows close on this sweep.
         "close-juries": {"task": "huzhu.close_juries", "schedule": 300.0},
+        # A plan winding down moves through its stages by the clock.
+        "advance-wind-downs": {"task": "huzhu.advance_wind_downs", "schedule": 300.0},
     }
     for plan in load_plans():
         schedule[f"publish-{plan}"] = {

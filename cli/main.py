@@ -35,6 +35,7 @@ from cli.output import (
     proof_keys,
     table,
 )
+from cli.plan import plan_app
 from cli.simulate import forecast_command, simulate_command
 from cli.verify import verify_command
 from domain.calendar import SHANGHAI
@@ -68,6 +69,7 @@ app.add_typer(announcements_app, name="announcements")
 app.add_typer(objections_app, name="objections")
 app.add_typer(jury_app, name="jury")
 app.add_typer(fleet_app, name="fleet")
+app.add_typer(plan_app, name="plan")
 api_app = typer.Typer(help="The members' HTTP API.", no_args_is_help=True)
 app.add_typer(api_app, name="api")
 app.command("verify")(verify_command)

@@ -81,6 +81,8 @@ class Reason(StrEnum):
     UNDISCLOSED_CONDITION = "undisclosed_condition"
     # A member's objection was upheld on re-review: the case leaves the cycle.
     OBJECTION_UPHELD = "objection_upheld"
+    # Received after the plan ended: diagnosed after its last day, or filed past the tail.
+    AFTER_PLAN_END = "after_plan_end"
 
 
 # What each reason means to the member who claimed, in a sentence (the API and the pages).
@@ -106,6 +108,10 @@ REASON_FOR_MEMBERS = {
         "The records show the illness before you joined; you may ask for a jury."
     ),
     Reason.OBJECTION_UPHELD: "A member's objection was upheld on re-review.",
+    Reason.AFTER_PLAN_END: (
+        "The plan has ended: it covers a first diagnosis on or before its last day, "
+        "applied for within 180 days of the diagnosis."
+    ),
 }
 # The same, as the member's pages say it in Chinese.
 REASON_FOR_MEMBERS_ZH = {
@@ -122,6 +128,7 @@ REASON_FOR_MEMBERS_ZH = {
     Reason.NOT_CONFIRMED_BY_RECORDS: "医院的记录不能证实该诊断；您可以申请赔审团评议。",
     Reason.UNDISCLOSED_CONDITION: "记录显示加入前已患该病；您可以申请赔审团评议。",
     Reason.OBJECTION_UPHELD: "有成员提出的异议经复核成立。",
+    Reason.AFTER_PLAN_END: "计划已终止：仅保障终止日前首次确诊、并在确诊后180天内提出的申请。",
 }
 
 
@@ -232,9 +239,13 @@ def review(
     plan: Plan,
     catalog: Catalog,
     evidence: Evidence,
+    after_end: str | None = None,
 ) -> Decision:
     """Decide a claim by the plan's rules and the hospital's records, or send it to a reviewer
-    when they cannot decide."""
+    when they cannot decide. `after_end`: why a claim received after the plan ended is outside
+    its tail (domain.winddown), judged first: no rule can cover it."""
+    if after_end:
+        return Decision(State.REJECTED, Reason.AFTER_PLAN_END, after_end)
     if diagnosed_on < local_date(member.joined_at) or (
         member.exited_at is not None and diagnosed_on >= local_date(member.exited_at)
     ):

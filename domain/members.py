@@ -20,6 +20,7 @@ class ExitReason(StrEnum):
     WAITING_PERIOD_ILLNESS = "waiting_period_illness"
     UNDISCLOSED_CONDITION = "undisclosed_condition"  # a health-declaration breach
     NON_PAYMENT = "non_payment"  # unpaid in two consecutive cycles
+    PLAN_ENDED = "plan_ended"  # the plan wound down (domain.winddown)
 
 
 # The fields a member is known by, checked the same wherever they come in (an import's row,
@@ -172,6 +173,7 @@ REFUSAL_CODES = (
     ("pays for them enrols", "payer-is-a-dependant"),
     ("own dependant", "own-dependant"),
     ("belongs to another member", "member-ref-taken"),
+    ("winding down", "plan-winding-down"),
 )
 
 

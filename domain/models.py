@@ -160,6 +160,8 @@ class SharingCycle(SQLModel, table=True):
     annual_cap_subsidy_fen: int = money()
     subsidy_fen: int = money()
     charged_fen: int = money()
+    # What the platform paid in the members' place (a plan winding down; part of subsidy_fen).
+    platform_share_fen: int = money()
     # Whether some member could reach the annual cap, so charging must read each one's year.
     annual_cap_binds: bool = False
     first_member_id: int = Field(default=0, sa_type=BigInteger)
@@ -395,3 +397,26 @@ class DebitConsent(SQLModel, table=True):
     version: str = Field(max_length=32)
     consented_at: datetime = moment()
     given_by: str = Field(max_length=64)  # the member_ref of the account that pays
+
+
+class PlanWindDown(SQLModel, table=True):
+    """A plan's wind-down (domain.winddown): when it is announced and ends, and the stage it has
+    reached; each stage reached is a PlanEvent."""
+
+    plan: str = Field(primary_key=True, max_length=32)
+    announce_at: datetime = moment()
+    end_at: datetime = moment()
+    refund_all_shares: bool = False
+    stage: str = Field(max_length=16)
+    scheduled_at: datetime = moment()
+    scheduled_by: str = Field(max_length=64)
+
+
+class PlanEvent(SQLModel, table=True):
+    """Something that happened to a plan as a whole: a wind-down scheduled, a stage reached."""
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    plan: str = Field(max_length=32, index=True)
+    at: datetime = moment()
+    kind: str = Field(max_length=32)
+    detail: str = Field(max_length=500)

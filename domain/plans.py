@@ -42,6 +42,7 @@ class Plan:
     jury_hours: int
     jury_min_votes: int
     payout_days: int  # a settled case is paid to the patient within this many days of the close
+    tail_days: int  # after a wind-down's end: days from a diagnosis to file its claim (inclusive)
     amounts: tuple[AmountBand, ...]
 
     def can_join_at_age(self, birth_date: date, on: date) -> bool:
@@ -85,6 +86,7 @@ def parse_plan(raw: dict) -> Plan:
             jury_hours=raw["jury_hours"],
             jury_min_votes=raw["jury_min_votes"],
             payout_days=raw["payout_days"],
+            tail_days=raw["tail_days"],
             amounts=amounts,
         )
     except (KeyError, TypeError) as error:
@@ -97,6 +99,8 @@ def parse_plan(raw: dict) -> Plan:
     if not 0 < plan.objection_days <= 7:
         # The window must close by the charge day, a week after the announcement.
         raise ValueError(f"plan {code!r}: objections must close by the charge day (1-7 days)")
+    if plan.tail_days < 0:
+        raise ValueError(f"plan {code!r}: tail_days must be 0 or more")
     if plan.max_join_age_years >= plan.exit_age_years:
         raise ValueError(f"plan {code!r}: members must be able to join before the exit age")
     return plan

@@ -2,7 +2,8 @@
 
 share = (aid + fee - carried surplus) / sharing members, rounded up to the fen, never below 1 fen,
 where each case can ask each member for at most the plan's per-patient cap; the platform covers
-what the per-patient cap cuts off, and (per member) what the annual cap cuts off.
+what the per-patient cap cuts off, and (per member) what the annual cap cuts off. In a plan
+winding down the platform pays the whole of what members would have shared (`platform_pays`).
 """
 
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ class ShareFigures:
     cap_subsidy_fen: int
     share_fen: int
     surplus_out_fen: int
+    # What the platform pays in the members' place (a plan winding down), else 0.
+    platform_share_fen: int = 0
 
 
 def compute_share(
@@ -31,8 +34,11 @@ def compute_share(
     surplus_in_fen: int,
     fee_rate_bp: int,
     per_patient_cap_fen: int,
+    platform_pays: bool = False,
 ) -> ShareFigures:
-    """The cycle's share per member and the figures the books need."""
+    """The cycle's share per member and the figures the books need; when the platform pays, no
+    member is charged and the platform covers what the share would have collected, net of the
+    surplus carried in (which is used up first)."""
     if sharing_members < 0 or surplus_in_fen < 0 or any(a <= 0 for a in case_amounts_fen):
         raise ValueError("members and surplus must be >= 0 and every case amount > 0")
     aid = sum(case_amounts_fen)
@@ -43,6 +49,19 @@ def compute_share(
         for amount in case_amounts_fen
     )
     needed = collectable - surplus_in_fen
+    if platform_pays:
+        return ShareFigures(
+            sharing_members=sharing_members,
+            cases=len(case_amounts_fen),
+            aid_fen=aid,
+            fee_fen=fee,
+            surplus_in_fen=surplus_in_fen,
+            collectable_fen=collectable,
+            cap_subsidy_fen=aid + fee - collectable,
+            share_fen=0,
+            surplus_out_fen=max(0, -needed),
+            platform_share_fen=max(0, needed),
+        )
     # Rounding up also makes any positive need at least 1 fen ("不足1分按1分收取").
     share = ceil_div(needed, sharing_members) if needed > 0 and sharing_members else 0
     return ShareFigures(

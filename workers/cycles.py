@@ -6,7 +6,7 @@ from broker.app import app
 from broker.proofkeys import proof_keys
 from broker.settings import get_settings
 from domain.models import ChargeChunk, SharingCycle
-from domain.services import cycles
+from domain.services import cycles, winddown
 from workers.base import log, moment, now, task_options, unit_of_work
 
 
@@ -75,3 +75,19 @@ def _finalise(cycle_id: int) -> None:
             cycle.share_fen,
             cycle.charged_fen,
         )
+
+
+@app.task(**task_options("advance_wind_downs"))
+def advance_wind_downs(at: str | None = None) -> int:
+    """Every few minutes: each plan winding down reaches the stage its clock says (memberships
+    end at the end, refunds are made); refunds made are sent by the payments queue."""
+    when = moment(at)
+    with unit_of_work() as session:
+        stages = {
+            plan: winddown.advance(session, plan, when) for plan in winddown.wind_downs(session)
+        }
+    for plan, stage in stages.items():
+        log.info("%s: %s", plan, stage)
+    if stages:
+        app.send_task("huzhu.pay_pending")
+    return len(stages)

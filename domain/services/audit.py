@@ -8,7 +8,7 @@ from sqlalchemy import String, case, cast, literal
 from sqlmodel import Session, col, func, or_, select
 
 from domain import accounts
-from domain.claims import State
+from domain.claims import Reason, State
 from domain.models import (
     Charge,
     Claim,
@@ -23,6 +23,7 @@ from domain.models import (
 )
 from domain.money import apply_rate
 from domain.plans import get_plan, load_plans
+from domain.services import winddown
 from domain.services.claims import MAX_ATTEMPTS
 from domain.services.cycles import CycleStatus, ledger_movements
 from domain.services.members import shares_at
@@ -89,6 +90,7 @@ def audit(session: Session, now: datetime | None = None, *, keys: ProofKeys) -> 
         + _waiting_period_refunds(session)
         + _objections_of_decided_cases(session)
         + _entries_of_no_cycle(session)
+        + _wind_downs(session)
         + log_problems(session, keys.signer.public_key().public_bytes_raw())
         + (_unpaid_past_deadline(session, now) if now else []),
     )
@@ -114,6 +116,83 @@ def audit(session: Session, now: datetime | None = None, *, keys: ProofKeys) -> 
     report.general += _accounts(session, balances, cycles, paying) + _cash_never_negative(session)
     report.attention += _attention(session)
     return report
+
+
+def _wind_downs(session: Session) -> list[str]:
+    """Each plan winding down keeps its promises: no one joined from the announcement, no
+    member was charged for a cycle the platform pays, claims after the end were judged by the
+    tail's rule, every share is refunded when it said so, and settled means nothing is left."""
+    problems = []
+    for plan, rules in winddown.wind_downs(session).items():
+        joined = session.exec(
+            select(func.count()).where(Member.plan == plan, Member.joined_at >= rules.announce_at)
+        ).one()
+        if joined:
+            problems.append(f"{plan}: {joined} members joined after the wind-down was announced")
+        charged = session.exec(
+            select(func.count(), func.coalesce(func.sum(Charge.amount_fen), 0))
+            .join(SharingCycle, col(SharingCycle.id) == Charge.cycle_id)
+            .where(
+                SharingCycle.plan == plan,
+                col(SharingCycle.charge_on) >= rules.sharing_stops_on,
+                Charge.amount_fen > 0,
+            )
+        ).one()
+        if charged[0]:
+            problems.append(
+                f"{plan}: {charged[0]} members were charged {charged[1]} fen for cycles charged "
+                f"on or after {rules.sharing_stops_on}, which the platform pays"
+            )
+        problems += _tail_claims(session, rules)
+        problems += _refunds_of_all_shares(session, plan, rules.end_at)
+        stage = winddown.stage_of(session, plan)
+        if stage == winddown.Stage.SETTLED and not winddown.all_settled(session, plan):
+            problems.append(f"{plan} is settled but has claims undecided or payouts pending")
+    return problems
+
+
+def _refunds_of_all_shares(session: Session, plan: str, end_at: datetime) -> list[str]:
+    """A plan that refunds every share: from its end, each share collected (before the end; once
+    settled, ever) has its refund payout, under the key that makes it once."""
+    stage = winddown.stage_of(session, plan)
+    if not winddown.refunds_all(session, plan) or stage not in winddown.REFUNDING:
+        return []
+    key = (
+        literal("refund:")
+        + cast(Charge.cycle_id, String)
+        + literal(":")
+        + cast(Charge.member_id, String)
+    )
+    refunded = select(Payout.id).where(Payout.key == key).exists()
+    collected = [Charge.debit_status == DebitStatus.COLLECTED, Charge.collected_fen > 0]
+    if stage != winddown.Stage.SETTLED:
+        collected.append(col(Charge.debited_at) < end_at)
+    missing = session.exec(
+        select(func.count())
+        .select_from(Charge)
+        .join(Member, col(Member.id) == Charge.member_id)
+        .where(Member.plan == plan, *collected, ~refunded)
+    ).one()
+    return [f"{plan}: {missing} shares paid have no refund, as all must"] if missing else []
+
+
+def _tail_claims(session: Session, rules) -> list[str]:
+    """Claims received after the end: outside the tail none goes on to be paid, and none
+    inside it is rejected as outside."""
+    after = session.exec(
+        select(Claim.submission_id, Claim.diagnosed_on, Claim.received_at, Claim.state)
+        .add_columns(Claim.reason_code)
+        .where(Claim.plan == rules.plan, Claim.received_at >= rules.end_at)
+        .where(col(Claim.diagnosed_on).is_not(None))
+    ).all()
+    problems = []
+    for ref, diagnosed_on, received_at, state, reason in after:
+        outside = rules.tail_refusal(diagnosed_on, received_at) is not None
+        if outside and state != State.REJECTED:
+            problems.append(f"{rules.plan}: claim {ref} is outside the tail but is {state}")
+        elif not outside and reason == Reason.AFTER_PLAN_END:
+            problems.append(f"{rules.plan}: claim {ref} is in the tail but was rejected as not")
+    return problems
 
 
 def _attention(session: Session) -> list[str]:
@@ -277,9 +356,15 @@ def _check_cycle(
     expect("members at the cut-off", cycle.sharing_members, sharing)
     # The share itself, recomputed by the same pure formula from the rows.
     figures = compute_share(
-        list(amounts), sharing, surplus_carried, plan.fee_rate_bp, plan.per_patient_cap_fen
+        list(amounts),
+        sharing,
+        surplus_carried,
+        plan.fee_rate_bp,
+        plan.per_patient_cap_fen,
+        platform_pays=winddown.platform_pays(session, cycle.plan, cycle.charge_on),
     )
     expect("share", cycle.share_fen, figures.share_fen)
+    expect("the platform's share", cycle.platform_share_fen, figures.platform_share_fen)
     expect("surplus carried out", cycle.surplus_out_fen, figures.surplus_out_fen)
     expect("per-patient-cap subsidy", cycle.cap_subsidy_fen, figures.cap_subsidy_fen)
     expect("cases", cycle.cases, len(amounts))
@@ -562,8 +647,14 @@ def _waiting_period_refunds(session: Session) -> list[str]:
         f"illness, refunded {refunded or 0}"
         for cycle, member, collected, refunded in missing
     ]
+    # A plan that ended refunding every share owes them all (checked by _wind_downs).
+    refunding_all = [p for p, r in winddown.wind_downs(session).items() if r.refund_all_shares]
     unowed = session.exec(
-        select(Payout.key).where(Payout.purpose == "refund", col(Payout.member_id).not_in(rejected))
+        select(Payout.key).where(
+            Payout.purpose == "refund",
+            col(Payout.member_id).not_in(rejected),
+            col(Payout.plan).not_in(refunding_all),
+        )
     ).all()
     return problems + [f"refund {key} has no waiting-period rejection behind it" for key in unowed]
 

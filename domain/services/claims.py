@@ -28,6 +28,7 @@ from domain.members import ExitReason
 from domain.models import Claim, ClaimEvent, Member
 from domain.plans import get_plan
 from domain.records import Evidence
+from domain.services import winddown
 from domain.services.events import move
 from domain.services.members import exit_moment
 from domain.services.payments import refund_waiting_period_shares
@@ -190,6 +191,7 @@ def review_claim(session: Session, claim_id: int, now: datetime, evidence: Evide
         get_plan(claim.plan),
         load_catalog(),
         evidence,
+        after_end=winddown.tail_refusal(session, claim),
     )
     claim.illness_code = decision.illness_code
     claim.amount_fen = decision.amount_fen

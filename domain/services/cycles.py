@@ -32,7 +32,7 @@ from domain.models import (
 )
 from domain.money import ceil_div
 from domain.plans import get_plan
-from domain.services import proofs
+from domain.services import proofs, winddown
 from domain.services.disputes import defer_open_objections, mark_objected
 from domain.services.members import age_out, shares_at
 from domain.services.store import (
@@ -156,6 +156,7 @@ def _freeze_figures(session: Session, cycle: SharingCycle, state: State) -> tupl
         _surplus_carried_in(session, cycle.plan, cycle.announce_on),
         plan.fee_rate_bp,
         plan.per_patient_cap_fen,
+        platform_pays=winddown.platform_pays(session, cycle.plan, cycle.charge_on),
     )
     cycle.sharing_members = figures.sharing_members
     cycle.cases = figures.cases
@@ -165,7 +166,8 @@ def _freeze_figures(session: Session, cycle: SharingCycle, state: State) -> tupl
     cycle.surplus_out_fen = figures.surplus_out_fen
     cycle.share_fen = figures.share_fen
     cycle.cap_subsidy_fen = figures.cap_subsidy_fen
-    cycle.subsidy_fen = figures.cap_subsidy_fen
+    cycle.platform_share_fen = figures.platform_share_fen
+    cycle.subsidy_fen = figures.cap_subsidy_fen + figures.platform_share_fen
     return first_id, last_id
 
 
@@ -287,7 +289,7 @@ def finalise(
         )
     cycle.charged_fen = charged
     cycle.annual_cap_subsidy_fen = annual_subsidy
-    cycle.subsidy_fen = cycle.cap_subsidy_fen + annual_subsidy
+    cycle.subsidy_fen = cycle.cap_subsidy_fen + cycle.platform_share_fen + annual_subsidy
     proofs.prove_cycle(session, cycle, keys, now)
     _book(session, cycle, now)
     cycle.status = CycleStatus.CLOSED
@@ -308,6 +310,8 @@ def ledger_movements(cycle: SharingCycle) -> list[tuple[str, str, str, int]]:
         ("charges", accounts.receivable(plan), pool, cycle.charged_fen),
         ("cap-subsidy", accounts.subsidy_due(plan), pool, cycle.cap_subsidy_fen),
         ("annual-cap-subsidy", accounts.subsidy_due(plan), pool, cycle.annual_cap_subsidy_fen),
+        # A plan winding down: the platform pays what the members would have shared.
+        ("platform-share", accounts.subsidy_due(plan), pool, cycle.platform_share_fen),
         ("surplus-in", accounts.surplus(plan), pool, cycle.surplus_in_fen),
         ("aid", pool, accounts.aid_payable(plan), cycle.aid_fen),
         ("fee", pool, accounts.fee_income(plan), cycle.fee_fen),

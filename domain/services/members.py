@@ -26,6 +26,7 @@ from domain.members import (
 )
 from domain.models import CycleStatus, DebitConsent, Member, MemberEvent, SharingCycle
 from domain.plans import get_plan, load_plans
+from domain.services import winddown
 from domain.services.store import for_update, lock_member_ref, lock_plan
 
 BATCH = 2_000
@@ -77,17 +78,27 @@ def import_batch(
     for plan in sorted({row.plan for _, row in batch if not isinstance(row, str)}):
         lock_plan(session, plan, shared=True)
     fixed = published_cutoffs(session)
+    ending = winddown.wind_downs(session)
     good: list[tuple[int, Row]] = []
     for line, row in batch:
         if isinstance(row, str):
             report.refused.append((line, row))
         elif refusal := join_refusal(get_plan(row.plan), row):
             report.refused.append((line, refusal))
+        elif row.plan in ending and not ending[row.plan].accepts_members(row.joined_at):
+            report.refused.append((line, _winding_down(ending[row.plan])))
         elif row.plan in fixed and row.joined_at <= fixed[row.plan]:
             report.refused.append((line, _before_cutoff(fixed[row.plan])))
         else:
             good.append((line, row))
     _insert_batch(session, good, report)
+
+
+def _winding_down(rules) -> str:
+    return (
+        f"{rules.plan} is winding down: no one joins from {rules.announce_at.isoformat()}, "
+        f"and it ends {rules.end_at.isoformat()}"
+    )
 
 
 def _before_cutoff(cutoff: datetime) -> str:
@@ -369,6 +380,7 @@ def _check_and_insert(
     """The staged chunk's checks, in the order of the batched path, and its inserts."""
     _lock_plans(session, plans, locked)
     _refuse_before_cutoffs(session, locked, report)
+    _refuse_winding_down(session, locked, report)
     _hold_for_payers(session, chunk_pays=True)
     _refuse_repeats_of_waiting(session, report)
     _insert_staged(session, report)
@@ -397,6 +409,20 @@ def _refuse_before_cutoffs(session: Session, plans: set[str], report: ImportRepo
             {"plan": plan, "cutoff": fixed[plan]},
         ).scalars()
         report.refused.extend((line, refusal) for line in lines)
+
+
+def _refuse_winding_down(session: Session, plans: set[str], report: ImportReport) -> None:
+    """No one joins a plan from its wind-down's announcement (the staged rows, set-based)."""
+    ending = winddown.wind_downs(session)
+    for plan in sorted(plans & ending.keys()):
+        lines = session.execute(
+            text(
+                "DELETE FROM member_staging WHERE plan = :plan AND joined_at >= :announced "
+                "RETURNING line"
+            ),
+            {"plan": plan, "announced": ending[plan].announce_at},
+        ).scalars()
+        report.refused.extend((line, _winding_down(ending[plan])) for line in lines)
 
 
 def _hold_for_payers(session: Session, chunk_pays: bool) -> None:

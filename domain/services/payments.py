@@ -397,10 +397,26 @@ def create_cycle_payouts(session: Session, cycle_id: int, now: datetime) -> list
 def refund_waiting_period_shares(session: Session, member_ids: list[int], now: datetime) -> None:
     """Refund, without interest, every share collected from these members if a claim of theirs
     was rejected for an illness that began inside the waiting period (the plan never covered
-    them), whether or not they had already left: one payout per charge, to the account that
-    paid it, whenever the charge was collected."""
-    if not member_ids:
-        return
+    them), whether or not they had already left."""
+    if member_ids:
+        _refund_collected(
+            session,
+            now,
+            col(Charge.member_id).in_(member_ids),
+            col(Member.id).in_(waiting_period_rejections()),
+        )
+
+
+def refund_all_shares(session: Session, plan: str, now: datetime) -> int:
+    """A plan that ends refunding every share it ever collected (美团互助's way): a refund per
+    collected charge of the plan; returns how many are due. A share already refunded (after a
+    waiting-period illness) has its payout's key and is not refunded twice."""
+    return _refund_collected(session, now, Member.plan == plan)
+
+
+def _refund_collected(session: Session, now: datetime, *which) -> int:
+    """One refund payout per collected charge among `which`, to the account that paid it, under
+    the key refund:<cycle>:<member>, set-based; returns the payouts newly made."""
     rows = (
         select(
             literal("refund:")
@@ -419,10 +435,9 @@ def refund_waiting_period_shares(session: Session, member_ids: list[int], now: d
         .join(Member, col(Member.id) == Charge.member_id)
         .join(Account, col(Account.id) == Charge.account_id)
         .where(
-            col(Charge.member_id).in_(member_ids),
             Charge.debit_status == DebitStatus.COLLECTED,
             Charge.collected_fen > 0,
-            col(Member.id).in_(waiting_period_rejections()),
+            *which,
         )
     )
     columns = [
@@ -436,7 +451,8 @@ def refund_waiting_period_shares(session: Session, member_ids: list[int], now: d
         "attempts",
         "created_at",
     ]
-    session.execute(insert_ignoring_duplicates(session, Payout).from_select(columns, rows))
+    made = insert_ignoring_duplicates(session, Payout).from_select(columns, rows)
+    return session.execute(made.execution_options(preserve_rowcount=True)).rowcount
 
 
 def waiting_period_rejections():

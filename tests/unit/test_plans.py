@@ -129,6 +129,7 @@ def raw_plan(**changes: object) -> dict[str, object]:
         "jury_hours": 24,
         "jury_min_votes": 100,
         "payout_days": 7,
+        "tail_days": 180,
         "amount": [{"min_age": 18, "max_age": 50, "severity": "severe", "amount_fen": 100}],
     }
     base.update(changes)

@@ -1,0 +1,307 @@
+"""相互宝's wind-down replayed with the clock: announced 2021-12-28, ended 2022-01-28 24:00.
+From the announcement nobody joins and the platform pays every cycle; after the end, a first
+diagnosis before it may be claimed for 180 days, the 180th included; the audit holds the plan
+to each of these, and fails when one is broken."""
+
+import json
+from datetime import date, datetime, time
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import select
+
+from broker.database import engine
+from broker.proofkeys import proof_keys
+from domain.calendar import SHANGHAI, start_of_day
+from domain.db import transaction
+from domain.members import Enrolment
+from domain.models import Charge, Claim, Member, Payout, SharingCycle
+from domain.services import audit as audit_service
+from domain.services import claims as claim_service
+from domain.services import cycles as cycle_service
+from domain.services import members as member_service
+from domain.services import payments, winddown
+from tests.integration.scenario import CRITICAL, review_by_records
+from tests.integration.test_debits import send_round
+
+T1 = datetime(2021, 12, 28, 0, 0, tzinfo=SHANGHAI)
+T2 = datetime(2022, 1, 29, 0, 0, tzinfo=SHANGHAI)  # 2022-01-28 24:00
+JOINED = datetime(2021, 6, 1, 10, 0, tzinfo=SHANGHAI)
+
+
+def at(day: str, hour: int = 10) -> datetime:
+    return datetime.combine(date.fromisoformat(day), time(hour), SHANGHAI)
+
+
+def enrolment(ref: str, payer: str | None = None, joined: datetime = JOINED) -> Enrolment:
+    return Enrolment(
+        member_ref=ref,
+        plan=CRITICAL,
+        birth_date=date(1986, 3, 1),
+        sex="F",
+        province="浙江",
+        joined_at=joined,
+        payer_ref=payer,
+        name="吴小漫",
+    )
+
+
+def enrol(rows) -> member_service.ImportReport:
+    report = member_service.ImportReport()
+    member_service.import_members(engine(), enumerate(rows, start=2), report)
+    return report
+
+
+def claim(sid: str, ref: str, diagnosed: str, received: datetime) -> int:
+    line = json.dumps(
+        {
+            "submission_id": sid,
+            "member_ref": ref,
+            "plan": CRITICAL,
+            "icd10": "C73",
+            "diagnosed_on": diagnosed,
+            "hospital": "杭州市第一人民医院",
+            "accident": False,
+        }
+    )
+    with transaction(engine()) as session:
+        claim_id, _ = claim_service.record_submission(session, line, received)
+    for step in (claim_service.accept, review_by_records):
+        with transaction(engine()) as session:
+            step(session, claim_id, received)
+    with transaction(engine()) as session:
+        if session.get(Claim, claim_id).state == "approved":
+            claim_service.schedule(session, claim_id, received)
+    return claim_id
+
+
+def state(claim_id: int) -> tuple[str, str | None]:
+    with transaction(engine()) as session:
+        found = session.get(Claim, claim_id)
+        return found.state, found.reason_code
+
+
+def cycle_of(announce_on: str) -> SharingCycle:
+    """Publish on the announcement day, close on the charge day a week later, pay its cases."""
+    with transaction(engine()) as session:
+        cycle_service.publish(session, CRITICAL, start_of_day(date.fromisoformat(announce_on)))
+    with transaction(engine()) as session:
+        cycle = cycle_service.due_cycle(session, CRITICAL, at("2030-01-01"))
+        closing = cycle_service.begin_close(
+            session, CRITICAL, start_of_day(cycle.charge_on), chunk_size=1000
+        )
+    for chunk in range(closing.chunks):
+        with transaction(engine()) as session:
+            cycle_service.charge_chunk(session, closing.id, chunk, at(str(cycle.charge_on)), keys())
+    with transaction(engine()) as session:
+        closed = cycle_service.finalise(session, closing.id, at(str(cycle.charge_on)), keys())
+    pay(closed.id)
+    return closed
+
+
+def pay(cycle_id: int | None = None) -> None:
+    """What pay_out_cycle, pay_pending and pay_out do, in process, the provider saying yes."""
+    with transaction(engine()) as session:
+        if cycle_id is not None:
+            payments.create_cycle_payouts(session, cycle_id, at("2022-08-01"))
+        pending = payments.pending_payouts(session)
+    for payout_id in pending:
+        with transaction(engine()) as session:
+            payout = payments.claim_payout(session, payout_id, at("2022-08-01"))
+        with transaction(engine()) as session:
+            payments.record_payout(session, payout.id, True, "ref", None, at("2022-08-01"))
+
+
+def keys():
+    return proof_keys()
+
+
+def problems() -> list[str]:
+    with transaction(engine()) as session:
+        return audit_service.audit(session, keys=keys()).problems
+
+
+def advance(moment: datetime) -> str:
+    with transaction(engine()) as session:
+        return winddown.advance(session, CRITICAL, moment)
+
+
+def report() -> dict:
+    with transaction(engine()) as session:
+        return winddown.report(session, CRITICAL)
+
+
+def collect(cycle_id: int, on: str) -> None:
+    debits = send_round(cycle_id, at(on, 3))
+    with transaction(engine()) as session:
+        payments.record_debits(session, debits, {d.key for d in debits}, at(on, 4))
+
+
+def replay(refund_all_shares: bool = False) -> dict:
+    """The timeline up to the settled plan; returns the ids a test looks at."""
+    assert enrol([enrolment(f"C{n:04d}") for n in range(20)]).refused == []
+    assert enrol([enrolment("D0001", payer="C0001")]).refused == []
+    ids = {"first": claim("first", "C0005", "2021-11-25", at("2021-11-30"))}
+    members_paid = cycle_of("2021-12-07")  # charged 2021-12-14: the members share
+    collect(members_paid.id, "2021-12-14")
+    with transaction(engine()) as session:
+        winddown.schedule(session, CRITICAL, T1, T2, refund_all_shares, "ops", at("2021-12-27"))
+    ids["second"] = claim("second", "C0006", "2021-12-10", at("2021-12-15"))
+    with transaction(engine()) as session:  # a member who leaves, then is diagnosed
+        member_service.exit_member(session, CRITICAL, "C0015", at("2021-12-22"))
+    ids["december"] = cycle_of("2021-12-21").id  # charged 2021-12-28, T1's day: the platform's
+    assert advance(at("2021-12-28")) == "winding_down"
+    ids["late_join"] = enrol([enrolment("C0100", joined=at("2021-12-29"))]).refused
+    ids["third"] = claim("third", "C0007", "2021-12-30", at("2022-01-03"))
+    ids["january"] = [cycle_of("2022-01-07").id, cycle_of("2022-01-21").id]
+    assert advance(at("2022-01-29", 1)) == "tail"  # ended, and its last cycles are closed
+    ids["day_1"] = claim("day-1", "C0011", "2022-01-28", at("2022-01-29"))
+    ids["after_end"] = claim("after-end", "C0014", "2022-02-01", at("2022-02-02"))
+    ids["left_before"] = claim("left-before", "C0015", "2022-01-10", at("2022-02-10"))
+    ids["tail_cycle"] = cycle_of("2022-02-07").id
+    ids["day_180"] = claim("day-180", "C0012", "2022-01-20", at("2022-07-19"))
+    ids["day_181"] = claim("day-181", "C0013", "2022-01-20", at("2022-07-20"))
+    ids["last_cycle"] = cycle_of("2022-07-21").id
+    pay()
+    ids["members_paid"] = members_paid.id
+    return ids
+
+
+def test_the_platform_pays_from_the_announcement_and_the_tail_takes_day_180_not_181(stack):
+    ids = replay()
+    assert advance(at("2022-07-27", 23)) == "tail"  # the tail's last day: 2022-01-28 + 180
+    assert advance(at("2022-07-28", 1)) == "settled"
+    assert problems() == []
+    assert ids["late_join"] and "winding down" in ids["late_join"][0][1]
+    for name in ("first", "second", "third", "day_1", "day_180"):
+        assert state(ids[name]) == ("paid", None), name
+    assert state(ids["day_181"]) == ("rejected", "after_plan_end")
+    assert state(ids["after_end"]) == ("rejected", "after_plan_end")
+    assert state(ids["left_before"]) == ("rejected", "not_member_at_diagnosis")
+    with transaction(engine()) as session:
+        cycles = {c.id: c for c in session.exec(select(SharingCycle))}
+        charged_after = session.exec(
+            select(Charge).where(Charge.cycle_id != ids["members_paid"])
+        ).all()
+        ended = session.exec(select(Member).where(Member.exit_reason == "plan_ended")).all()
+    assert cycles[ids["members_paid"]].charged_fen > 0
+    for cycle_id in [ids["december"], *ids["january"], ids["tail_cycle"], ids["last_cycle"]]:
+        assert cycles[cycle_id].charged_fen == 0 and cycles[cycle_id].share_fen == 0
+    # The platform paid each of its cycles' aid and fee in full (no surplus came in).
+    december = cycles[ids["december"]]
+    assert december.platform_share_fen + december.cap_subsidy_fen == (
+        december.aid_fen + december.fee_fen - december.surplus_in_fen
+    )
+    assert charged_after == []
+    assert {m.member_ref for m in ended} == {f"C{n:04d}" for n in range(20)} - {
+        "C0005",  # paid out in December
+        "C0006",
+        "C0007",
+        "C0015",  # left
+    } | {"D0001"}
+    final = report()
+    assert final["stage"] == "settled" and final["last_tail_day"] == "2022-07-27"
+    assert final["cases_paid_by_members"] == 1 and final["cases_paid_by_platform"] == 4
+    assert final["last_sharing_cycle"]["charge_on"] == "2021-12-14"
+    assert final["charged_to_members_fen"] == cycles[ids["members_paid"]].charged_fen
+    assert [e["kind"] for e in final["events"]] == [
+        "scheduled",
+        "winding_down",
+        "ended",
+        "tail",
+        "settled",
+    ]
+
+
+def test_a_late_or_redelivered_charge_after_the_announcement_charges_nobody(stack):
+    ids = replay()
+    december = ids["december"]
+    with transaction(engine()) as session:
+        assert not cycle_service.charge_chunk(session, december, 0, at("2022-01-02"), keys())
+        assert payments.open_round(session, december, at("2022-01-02"), 1000)[1] == 0
+    with transaction(engine()) as session:
+        assert session.exec(select(Charge).where(Charge.cycle_id == december)).all() == []
+    assert problems() == []
+
+
+def test_refunding_every_share_pays_each_back_once_to_the_account_that_paid(stack):
+    ids = replay(refund_all_shares=True)
+    with transaction(engine()) as session:
+        collected = session.exec(select(Charge).where(Charge.cycle_id == ids["members_paid"])).all()
+        refunds = session.exec(select(Payout).where(Payout.purpose == "refund")).all()
+    assert len(refunds) == len(collected) > 0
+    assert {r.key for r in refunds} == {f"refund:{c.cycle_id}:{c.member_id}" for c in collected}
+    assert all(r.status == "paid" for r in refunds)
+    # The dependant's share goes back to the payer who paid it.
+    with transaction(engine()) as session:
+        dependant = session.exec(select(Member).where(Member.member_ref == "D0001")).one()
+    assert [r.account for r in refunds if r.member_id == dependant.id] == ["C0001"]
+    advance(at("2022-07-28", 1))
+    with transaction(engine()) as session:  # advancing again makes no second refund
+        assert len(session.exec(select(Payout).where(Payout.purpose == "refund")).all()) == len(
+            refunds
+        )
+    assert problems() == []
+    assert report()["refunds_paid_fen"] == sum(c.collected_fen for c in collected)
+
+
+@pytest.mark.parametrize(
+    "broken, said",
+    [
+        ("charge", "were charged"),
+        ("tail", "is outside the tail"),
+        ("join", "joined after the wind-down"),
+        ("refund", "have no refund"),
+    ],
+)
+def test_the_audit_fails_when_a_wind_down_promise_is_broken(stack, broken, said):
+    ids = replay(refund_all_shares=True)
+    advance(at("2022-07-28", 1))
+    assert problems() == []
+    with transaction(engine()) as session:
+        if broken == "charge":  # a member charged for a cycle the platform pays
+            member = session.exec(select(Member).where(Member.member_ref == "C0003")).one()
+            session.add(
+                Charge(
+                    cycle_id=ids["december"],
+                    member_id=member.id,
+                    account_id=member.id,
+                    amount_fen=10,
+                )
+            )
+        elif broken == "tail":  # day 181 let through
+            session.execute(
+                text("UPDATE claim SET state = 'paid', reason_code = NULL WHERE id = :c"),
+                {"c": ids["day_181"]},
+            )
+        elif broken == "join":
+            session.execute(
+                text("UPDATE member SET joined_at = :t WHERE member_ref = 'C0019'"),
+                {"t": at("2021-12-29")},
+            )
+        else:
+            session.execute(
+                text(
+                    "DELETE FROM payout WHERE purpose = 'refund' AND id IN "
+                    "(SELECT min(id) FROM payout WHERE purpose = 'refund')"
+                )
+            )
+    assert any(said in p for p in problems()), problems()
+
+
+def test_a_wind_down_is_refused_when_it_would_reach_back_over_members_already_charged(stack):
+    assert enrol([enrolment(f"C{n:04d}") for n in range(5)]).refused == []
+    claim("first", "C0001", "2021-11-25", at("2021-11-30"))
+    cycle_of("2021-12-07")
+    with transaction(engine()) as session, pytest.raises(winddown.Refused, match="already"):
+        winddown.schedule(
+            session, CRITICAL, at("2021-12-14", 0), T2, False, "ops", at("2021-12-14")
+        )
+    with transaction(engine()) as session, pytest.raises(winddown.Refused, match="after"):
+        winddown.schedule(session, CRITICAL, T2, T1, False, "ops", at("2021-12-20"))
+    with transaction(engine()) as session:
+        winddown.schedule(session, CRITICAL, T1, T2, False, "ops", at("2021-12-20"))
+    with transaction(engine()) as session:  # the same again: nothing changes
+        winddown.schedule(session, CRITICAL, T1, T2, False, "ops", at("2021-12-21"))
+    with transaction(engine()) as session, pytest.raises(winddown.Refused, match="not changed"):
+        winddown.schedule(session, CRITICAL, T1, T2, True, "ops", at("2021-12-21"))
