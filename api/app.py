@@ -4,7 +4,18 @@ disputes and staff; every error is RFC 9457 problem+json."""
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import accesslog, claims, disputes, members, pages, proofs, public, staff, throttle
+from api import (
+    accesslog,
+    claims,
+    disputes,
+    members,
+    pages,
+    proofs,
+    public,
+    staff,
+    throttle,
+    winddown,
+)
 from api.auth import public_key
 from api.bodylimit import BodyLimit
 from api.problems import RESPONSES, ProblemDetails, install
@@ -31,7 +42,7 @@ def create_app() -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match"],
             expose_headers=["ETag", "Location", "Retry-After"],
         )
-    for module in (public, members, claims, disputes, staff, proofs):
+    for module in (public, members, claims, disputes, staff, proofs, winddown):
         app.include_router(module.router)
     pages.install(app)  # the member's pages on the same handlers, under /app
     _declare_problems(app)

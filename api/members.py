@@ -11,6 +11,7 @@ from sqlmodel import Session
 from api import clock
 from api.access import Member_
 from api.problems import MAX_CYCLE_ID, Problem, not_found
+from api.public import WindDownNotice, announced_wind_downs
 from api.throttle import Throttled
 from broker.database import engine
 from domain.calendar import local_date
@@ -93,6 +94,9 @@ class MemberCard(BaseModel):
     members_helped: int
     total_shared_fen: int
     archived_cycles: int
+    wind_downs: list[WindDownNotice] = Field(
+        description="Wind-downs announced of the plans on this card (the caller's or family's)."
+    )
 
 
 class ExitRequest(BaseModel):
@@ -143,6 +147,9 @@ class ChargesPage(BaseModel):
     charges: list[ChargeView]
     next: str | None = Field(description="The next (older) page's URL, if there is one.")
     archived_cycles: list[int]
+    wind_downs: list[WindDownNotice] = Field(
+        description="Wind-downs announced of the plans these charges are of."
+    )
 
 
 @router.get("/v1/terms", tags=["public"])
@@ -241,6 +248,8 @@ def me(who: Member_) -> MemberCard:
     the debit mandate, and the family the caller pays for."""
     with transaction(engine()) as session:
         found = statements.card(session, who.member_ref, _today())
+        plans = {m.member.plan for m in found.memberships + found.dependants}
+        endings = announced_wind_downs(session, plans, clock.now())
     if not found.memberships:
         raise not_found(f"membership of {who.member_ref}: join with POST /v1/enrolments")
     return MemberCard(
@@ -250,6 +259,7 @@ def me(who: Member_) -> MemberCard:
         members_helped=found.members_helped,
         total_shared_fen=found.total_shared_fen,
         archived_cycles=found.archived_cycles,
+        wind_downs=endings,
     )
 
 
@@ -297,6 +307,8 @@ def my_charges(
     inputs, what was charged (capped or not), who paid, the debit's status and attempts."""
     with transaction(engine()) as session:
         page = statements.charges(session, who.member_ref, before, limit)
+        plans = {m.plan for m in statements.family_rows(session, who.member_ref)}
+        endings = announced_wind_downs(session, plans, clock.now())
     return ChargesPage(
         charges=[
             ChargeView(
@@ -326,6 +338,7 @@ def my_charges(
         if page.next_before
         else None,
         archived_cycles=page.archived_cycles,
+        wind_downs=endings,
     )
 
 

@@ -4,21 +4,24 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import BaseModel
-from sqlmodel import select
+from pydantic import BaseModel, Field
+from sqlmodel import Session, select
 
 from api.problems import MAX_CYCLE_ID, Problem, not_found
 from broker.database import engine
+from domain.calendar import SHANGHAI
 from domain.db import transaction
 from domain.models import CycleStatus, Member, SharingCycle
 from domain.plans import load_plans
 from domain.services import payments as payment_service
+from domain.services import winddown
 from domain.services.announcements import Announcement as AnnouncementPage
 from domain.services.announcements import announcement, current_cycle
+from domain.winddown import WindDown
 
 router = APIRouter()
 # A CDN may keep the 公示 a minute and serve it stale while it fetches the next: on
@@ -54,6 +57,22 @@ class PublicCase(BaseModel):
     shared_fen: int
 
 
+class WindDownNotice(BaseModel):
+    """The plan is winding down: no one joins from `announce_at`, members share no cycle charged
+    from `members_stop_sharing_on` (the platform pays those), it ends at `end_at`, and a first
+    diagnosis up to `last_covered_day` may be claimed within the tail, until `last_tail_day` at
+    the latest."""
+
+    plan: str
+    announce_at: datetime
+    end_at: datetime
+    members_stop_sharing_on: date
+    last_covered_day: date
+    last_tail_day: date
+    tail_days: int
+    refund_all_shares: bool
+
+
 class Announcement(BaseModel):
     plan: str
     cycle_id: int
@@ -67,6 +86,10 @@ class Announcement(BaseModel):
     objections_from: str
     objections_until: str
     cases: list[PublicCase]
+    platform_pays: bool = Field(
+        default=False, description="The plan is winding down: members share nothing this cycle."
+    )
+    wind_down: WindDownNotice | None = None
 
 
 class CycleFigures(BaseModel):
@@ -189,6 +212,30 @@ def announcement_view(page: AnnouncementPage) -> Announcement:
         objections_from=page.objections_from,
         objections_until=page.objections_until,
         cases=[PublicCase(**case.__dict__) for case in page.cases],
+        platform_pays=page.wind_down is not None and page.wind_down.platform_pays(cycle.charge_on),
+        wind_down=wind_down_notice(page.wind_down) if page.wind_down else None,
+    )
+
+
+def announced_wind_downs(session: Session, plans: set[str], now: datetime) -> list[WindDownNotice]:
+    """The wind-downs of these plans that members have been told of by `now`."""
+    return [
+        wind_down_notice(ending)
+        for plan, ending in sorted(winddown.wind_downs(session).items())
+        if plan in plans and ending.announce_at <= now
+    ]
+
+
+def wind_down_notice(ending: WindDown) -> WindDownNotice:
+    return WindDownNotice(
+        plan=ending.plan,
+        announce_at=ending.announce_at.astimezone(SHANGHAI),
+        end_at=ending.end_at.astimezone(SHANGHAI),
+        members_stop_sharing_on=ending.sharing_stops_on,
+        last_covered_day=ending.last_covered_day,
+        last_tail_day=ending.last_tail_day,
+        tail_days=ending.tail_days,
+        refund_all_shares=ending.refund_all_shares,
     )
 
 

@@ -28,6 +28,8 @@ class Stage(StrEnum):
 
 
 ORDER = list(Stage)
+# 相互宝 gave a month's notice; a wind-down longer than this is a mistake in the dates.
+MAX_NOTICE = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,12 @@ def schedule_refusal(announce_at: datetime, end_at: datetime, now: datetime) -> 
         return "the announcement and the end need a timezone offset"
     if end_at <= announce_at:
         return "the end must come after the announcement"
+    if end_at - announce_at > MAX_NOTICE:
+        return f"the end is more than {MAX_NOTICE.days} days after the announcement"
     if announce_at < now - timedelta(days=1):
         return "the announcement is more than a day in the past; members must hear it first"
+    if announce_at > now + MAX_NOTICE:
+        return f"the announcement is more than {MAX_NOTICE.days} days ahead"
     return None
 
 

@@ -20,6 +20,7 @@ from api.throttle import write_limit
 TITLE_ZH = {
     "not-found": "没有找到",
     "no-announcement": "尚无公示",
+    "no-wind-down": "本计划没有终止安排",
     "already-objected": "您已对这个案例提出过异议",
     "objection-refused": "异议未被受理",
     "jury-refused": "暂不能申请赔审团",

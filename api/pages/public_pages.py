@@ -1,5 +1,5 @@
-"""The pages anyone may open (the plans, the 公示, the login) and the objection a member files
-from the 公示 (我有异议)."""
+"""The pages anyone may open (the plans, the 公示, a wind-down's report, the login) and the
+objection a member files from the 公示 (我有异议)."""
 
 from datetime import datetime
 
@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import TypeAdapter, ValidationError
 
-from api import clock, disputes, public
+from api import clock, disputes, public, winddown
 from api.auth import mint
 from api.pages.common import Refusal, in_thread, page, posted, refused
 from api.pages.session import (
@@ -84,6 +84,17 @@ async def announcement(plan: str, request: Request) -> HTMLResponse:
     return page(
         "announcement.html", page=view, who=who, window_open=opens <= now < closes, tab="home"
     )
+
+
+@router.get("/plans/{plan}/wind-down")
+async def wind_down(plan: str, request: Request) -> HTMLResponse:
+    """The wind-down's report, as `huzhu plan report` and the API give it."""
+    who = viewer(request)
+    try:
+        report = await in_thread(winddown.wind_down_report, plan)
+    except Problem as error:
+        return refused(Refusal.of(error), who, "/app")
+    return page("wind_down.html", report=report, who=who, tab="home")
 
 
 @router.post("/cases/{case_ref}/objection")

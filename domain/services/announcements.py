@@ -11,6 +11,8 @@ from domain.disputes import objection_window
 from domain.illnesses import load_catalog
 from domain.models import Charge, Claim, CycleStatus, Member, SharingCycle
 from domain.plans import Plan, get_plan
+from domain.services import winddown
+from domain.winddown import WindDown
 
 SHOWN = [State.ANNOUNCED, State.OBJECTED, State.SETTLED, State.PAID]
 
@@ -22,14 +24,26 @@ class Announcement:
     cases: list[Case]
     objections_from: str
     objections_until: str
+    # The plan's wind-down, once it is announced or this cycle is one the platform pays.
+    wind_down: WindDown | None = None
 
 
 def announcement(session: Session, cycle: SharingCycle) -> Announcement:
     plan = get_plan(cycle.plan)
     # Shown in Shanghai time, as members read the calendar.
     opens, closes = (t.astimezone(SHANGHAI) for t in objection_window(cycle.announce_on, plan))
+    ending = winddown.of_plan(session, cycle.plan)
+    told = ending is not None and (
+        ending.platform_pays(cycle.charge_on)
+        or (cycle.announced_at is not None and cycle.announced_at >= ending.announce_at)
+    )
     return Announcement(
-        cycle, plan, announced_cases(session, cycle), opens.isoformat(), closes.isoformat()
+        cycle,
+        plan,
+        announced_cases(session, cycle),
+        opens.isoformat(),
+        closes.isoformat(),
+        ending if told else None,
     )
 
 

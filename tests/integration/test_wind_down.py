@@ -4,12 +4,14 @@ diagnosis before it may be claimed for 180 days, the 180th included; the audit h
 to each of these, and fails when one is broken."""
 
 import json
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
+from api.pages.render import announcement_html
+from api.public import announcement_view
 from broker.database import engine
 from broker.proofkeys import proof_keys
 from domain.calendar import SHANGHAI, start_of_day
@@ -21,7 +23,10 @@ from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
 from domain.services import members as member_service
 from domain.services import payments, winddown
+from domain.services.announcements import announcement
+from tests.integration.api_support import serving, tokens  # noqa: F401
 from tests.integration.scenario import CRITICAL, review_by_records
+from tests.integration.test_api_disputes import clock_at
 from tests.integration.test_debits import send_round
 
 T1 = datetime(2021, 12, 28, 0, 0, tzinfo=SHANGHAI)
@@ -305,3 +310,69 @@ def test_a_wind_down_is_refused_when_it_would_reach_back_over_members_already_ch
         winddown.schedule(session, CRITICAL, T1, T2, False, "ops", at("2021-12-21"))
     with transaction(engine()) as session, pytest.raises(winddown.Refused, match="not changed"):
         winddown.schedule(session, CRITICAL, T1, T2, True, "ops", at("2021-12-21"))
+
+
+def test_the_announcement_tells_members_from_the_announcement_on(stack):
+    ids = replay()
+    with transaction(engine()) as session:
+        before = announcement(session, session.get(SharingCycle, ids["members_paid"]))
+        december = announcement(session, session.get(SharingCycle, ids["december"]))
+    assert (
+        announcement_view(before).wind_down is None and not announcement_view(before).platform_pays
+    )
+    view = announcement_view(december)
+    assert view.platform_pays and str(view.wind_down.last_tail_day) == "2022-07-27"
+    page = announcement_html(view)
+    assert "终止公告" in page and "本期成员无需分摊" in page and "2022-07-27" in page
+
+
+def test_the_members_pages_tell_of_the_wind_down_from_its_announcement(
+    stack,
+    tokens,  # noqa: F811
+):
+    """我的互助 and 分摊明细 show the notice from T1, to the payer for a dependant too; before T1
+    they do not; the report page shows the stage, the cases and the last cycle members shared."""
+    ids = replay()
+    with serving() as api:
+        clock_at(T1 - timedelta(hours=1))
+        # The fleet's cookie is Secure: set here by hand, as a browser sends it over TLS.
+        api.cookies.set("huzhu_token", tokens("C0001")["Authorization"][7:], path="/app")
+        card = api.get("/app/me")
+        assert card.status_code == 200 and "终止公告" not in card.text
+        assert api.get("/v1/me", headers=tokens("C0001")).json()["wind_downs"] == []
+        clock_at(T1 + timedelta(minutes=1))
+        for path in ("/app/me", "/app/me/charges"):
+            shown = api.get(path)
+            assert shown.status_code == 200 and "终止公告" in shown.text, path
+            assert (
+                "最迟 2022-07-27" in shown.text
+                and "2021-12-28 起的各期分摊由平台承担" in shown.text
+            )
+        report = api.get(f"/app/plans/{CRITICAL}/wind-down")
+        assert report.status_code == 200
+        assert f"第{ids['members_paid']}期" in report.text and "随计划终止" in report.text
+        assert api.get("/app/plans/no-such-plan/wind-down").status_code == 404
+
+
+def test_operators_schedule_a_wind_down_through_the_api_and_anyone_reads_its_report(
+    stack,
+    tokens,  # noqa: F811
+):
+    assert enrol([enrolment(f"C{n:04d}") for n in range(3)]).refused == []
+    soon = datetime.now(SHANGHAI).replace(microsecond=0) + timedelta(days=2)
+    body = {"announce_at": soon.isoformat(), "end_at": (soon + timedelta(days=31)).isoformat()}
+    path = f"/v1/plans/{CRITICAL}/wind-down"
+    with serving() as api:
+        assert api.get(path).status_code == 404
+        assert api.post(path, json=body, headers=tokens("C0001")).status_code == 403
+        naive = body | {"end_at": (soon + timedelta(days=31)).replace(tzinfo=None).isoformat()}
+        assert api.post(path, json=naive, headers=tokens("OPS", "operator")).status_code == 422
+        made = api.post(path, json=body, headers=tokens("OPS", "operator"))
+        assert made.status_code == 201 and made.json()["stage"] == "active"
+        assert api.post(path, json=body, headers=tokens("OPS", "operator")).status_code == 201
+        other = body | {"refund_all_shares": True}
+        changed = api.post(path, json=other, headers=tokens("OPS", "operator"))
+        assert changed.status_code == 409 and "not changed" in changed.json()["detail"]
+        report = api.get(path).json()
+        assert report["members"] == {"active": 3} and report["events"][0]["kind"] == "scheduled"
+        assert api.get("/v1/plans/no-such-plan/wind-down").status_code == 404
