@@ -4,16 +4,17 @@ diagnosis before it may be claimed for 180 days, the 180th included; the audit h
 to each of these, and fails when one is broken."""
 
 import json
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import select
+from sqlmodel import func, select
 
 from api.pages.render import announcement_html
 from api.public import announcement_view
 from broker.database import engine
 from broker.proofkeys import proof_keys
+from broker.submit import send_step
 from domain.calendar import SHANGHAI, start_of_day
 from domain.db import transaction
 from domain.members import Enrolment
@@ -25,9 +26,11 @@ from domain.services import members as member_service
 from domain.services import payments, winddown
 from domain.services.announcements import announcement
 from tests.integration.api_support import serving, tokens  # noqa: F401
-from tests.integration.scenario import CRITICAL, review_by_records
+from tests.integration.scenario import CLOSE_AT, CRITICAL, review_by_records
+from tests.integration.support import run_worker, wait_until
 from tests.integration.test_api_disputes import clock_at
 from tests.integration.test_debits import send_round
+from tests.integration.test_redelivery import prepare_announced_cycle
 
 T1 = datetime(2021, 12, 28, 0, 0, tzinfo=SHANGHAI)
 T2 = datetime(2022, 1, 29, 0, 0, tzinfo=SHANGHAI)  # 2022-01-28 24:00
@@ -376,3 +379,62 @@ def test_operators_schedule_a_wind_down_through_the_api_and_anyone_reads_its_rep
         report = api.get(path).json()
         assert report["members"] == {"active": 3} and report["events"][0]["kind"] == "scheduled"
         assert api.get("/v1/plans/no-such-plan/wind-down").status_code == 404
+
+
+def test_the_fleets_workers_charge_nobody_from_the_announcement_even_when_sent_again(
+    postgres_stack,
+):
+    """On PostgreSQL with real workers: a close sent twice, then a chunk and a collection sent
+    again after it, charge no member of a cycle charged on T1's day; the platform's share pays
+    its cases; the beat's advance ends every membership at the end."""
+    prepare_announced_cycle(critical=400)
+    announce_at = CLOSE_AT  # the charge day's start: the platform pays this cycle
+    end_at = announce_at + timedelta(days=31)
+    with transaction(engine()) as session:
+        winddown.schedule(session, CRITICAL, announce_at, end_at, False, "ops", datetime.now(UTC))
+    log = postgres_stack.settings.data_dir / "worker.log"
+    workers = run_worker(postgres_stack, concurrency=2)
+    next(workers)
+    try:
+        send_step("close_cycle", CRITICAL, CLOSE_AT.isoformat())
+        send_step("close_cycle", CRITICAL, CLOSE_AT.isoformat())
+        cycle = wait_until(closed_cycle, 60, "the cycle closed", log)
+        send_step("charge_chunk", cycle.id, 0)
+        send_step("collect_debits", cycle.id, (CLOSE_AT + timedelta(days=1)).isoformat())
+        send_step("advance_wind_downs", (end_at + timedelta(hours=1)).isoformat())
+        wait_until(lambda: succeeded(log, "charge_chunk") == 1, 60, "the chunk sent again", log)
+        wait_until(lambda: succeeded(log, "collect_debits") >= 2, 60, "collection again", log)
+        wait_until(lambda: advance(end_at) == "tail", 60, "the plan ended", log)
+        wait_until(lambda: all_paid(cycle.id), 60, "the cases paid", log)
+    finally:
+        workers.close()
+    with transaction(engine()) as session:
+        charged = session.exec(select(func.coalesce(func.sum(Charge.amount_fen), 0))).one()
+        still_in = session.exec(
+            select(func.count()).where(Member.plan == CRITICAL, Member.exited_at.is_(None))
+        ).one()
+        cycle = session.get(SharingCycle, cycle.id)
+    assert charged == 0 and cycle.share_fen == 0 and cycle.charged_fen == 0
+    # The platform pays the share members would have paid; the per-patient cap's subsidy, the rest.
+    assert cycle.platform_share_fen > 0
+    assert cycle.subsidy_fen == cycle.aid_fen + cycle.fee_fen - cycle.surplus_in_fen
+    assert still_in == 0
+    assert problems() == []
+
+
+def closed_cycle() -> SharingCycle | None:
+    with transaction(engine()) as session:
+        cycle = session.exec(select(SharingCycle).where(SharingCycle.plan == CRITICAL)).one()
+        return cycle if cycle.status == "closed" else None
+
+
+def succeeded(log, task: str) -> int:
+    """How many runs of the task the worker's log reports done."""
+    lines = log.read_text().splitlines()
+    return sum(1 for line in lines if f"huzhu.{task}[" in line and " succeeded " in line)
+
+
+def all_paid(cycle_id: int) -> bool:
+    with transaction(engine()) as session:
+        cases = session.exec(select(Claim).where(Claim.cycle_id == cycle_id)).all()
+        return bool(cases) and all(c.state == "paid" for c in cases)
