@@ -56,6 +56,8 @@ class WindDownReport(BaseModel):
     charged_to_members_fen: int
     refunds_paid_fen: int
     refunds_pending_fen: int
+    refunds_failed_fen: int
+    surplus_left_fen: int
     last_sharing_cycle: CycleRef | None
     claims_open: int
     events: list[PlanEventView]

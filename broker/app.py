@@ -94,6 +94,8 @@ def configure(app: Celery, settings: Settings) -> None:
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         worker_hijack_root_logger=False,
     )
+    # The file queue's messages are written whole (broker.filequeue); others as Celery's.
+    app.conf.broker_transport = "broker.filequeue:Transport" if settings.uses_file_queue else None
     if settings.broker.startswith("redis"):
         # One scheduler however many beats are started: redbeat keeps the schedule in Redis
         # under a lock; a second beat waits for the lock instead of sending duplicates.

@@ -132,6 +132,7 @@ def cycle_figures(cycle: SharingCycle, money: dict[str, int] | None = None) -> d
         "surplus_out_fen": cycle.surplus_out_fen,
         "share_fen": cycle.share_fen,
         "subsidy_fen": cycle.subsidy_fen,
+        "platform_share_fen": cycle.platform_share_fen,
         "charged_fen": cycle.charged_fen,
     }
 
@@ -155,6 +156,9 @@ def cycle_table(figures: dict[str, Any]) -> Table:
         ("surplus_out_fen", "surplus carried out"),
     ]:
         rows.append([label, f"{yuan(figures[key])} yuan"])
+    if figures["platform_share_fen"]:  # a plan winding down: the platform pays the cycle
+        share = yuan(figures["platform_share_fen"])
+        rows.append(["of which the wind-down's share", f"{share} yuan"])
     if "collected_fen" in figures:
         failed, patients = figures["debits_failed"], figures["payouts"]
         rows += [

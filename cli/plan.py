@@ -101,6 +101,9 @@ def _show(plan: str, moment: datetime, as_json: bool) -> None:
         ["the platform's share (yuan)", yuan(found["platform_share_fen"])],
         ["refunds paid (yuan)", yuan(found["refunds_paid_fen"])],
         ["refunds pending (yuan)", yuan(found["refunds_pending_fen"])],
+        ["refunds refused: a person must look (yuan)", yuan(found["refunds_failed_fen"])],
+        ["members charged in all (yuan)", yuan(found["charged_to_members_fen"])],
+        ["surplus left in the pool (yuan)", yuan(found["surplus_left_fen"])],
         ["claims still open", found["claims_open"]],
     ]
     rows += [[f"members: {reason}", n] for reason, n in found["members"].items()]

@@ -37,31 +37,33 @@ def compute_share(
     platform_pays: bool = False,
 ) -> ShareFigures:
     """The cycle's share per member and the figures the books need; when the platform pays, no
-    member is charged and the platform covers what the share would have collected, net of the
-    surplus carried in (which is used up first)."""
+    member is charged and the platform covers the cycle, net of the surplus carried in."""
     if sharing_members < 0 or surplus_in_fen < 0 or any(a <= 0 for a in case_amounts_fen):
         raise ValueError("members and surplus must be >= 0 and every case amount > 0")
     aid = sum(case_amounts_fen)
     fee = sum(apply_rate(amount, fee_rate_bp) for amount in case_amounts_fen)
-    # Each case is capped on its own: no member pays more than the cap for any one patient.
-    collectable = sum(
-        min(amount + apply_rate(amount, fee_rate_bp), per_patient_cap_fen * sharing_members)
-        for amount in case_amounts_fen
-    )
-    needed = collectable - surplus_in_fen
     if platform_pays:
+        # No member is charged, so no cap applies: the platform pays the cycle in full, net
+        # of the surplus carried in (used up first).
+        needed = aid + fee - surplus_in_fen
         return ShareFigures(
             sharing_members=sharing_members,
             cases=len(case_amounts_fen),
             aid_fen=aid,
             fee_fen=fee,
             surplus_in_fen=surplus_in_fen,
-            collectable_fen=collectable,
-            cap_subsidy_fen=aid + fee - collectable,
+            collectable_fen=aid + fee,
+            cap_subsidy_fen=0,
             share_fen=0,
             surplus_out_fen=max(0, -needed),
             platform_share_fen=max(0, needed),
         )
+    # Each case is capped on its own: no member pays more than the cap for any one patient.
+    collectable = sum(
+        min(amount + apply_rate(amount, fee_rate_bp), per_patient_cap_fen * sharing_members)
+        for amount in case_amounts_fen
+    )
+    needed = collectable - surplus_in_fen
     # Rounding up also makes any positive need at least 1 fen ("不足1分按1分收取").
     share = ceil_div(needed, sharing_members) if needed > 0 and sharing_members else 0
     return ShareFigures(

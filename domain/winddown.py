@@ -28,6 +28,9 @@ class Stage(StrEnum):
 
 
 ORDER = list(Stage)
+# The stages of a plan that has ended (from T2); one refunding every share makes its refunds in
+# them, and goes on making them for any share collected late.
+HAS_ENDED = (Stage.ENDED, Stage.TAIL, Stage.SETTLED)
 # 相互宝 gave a month's notice; a wind-down longer than this is a mistake in the dates.
 MAX_NOTICE = timedelta(days=366)
 
@@ -48,9 +51,11 @@ class WindDown:
 
     @property
     def last_covered_day(self) -> date:
-        """The last day a first diagnosis is covered: the day before T2's, or T2's own day when
-        T2 falls inside it (an end at 24:00 is 00:00 of the next day)."""
-        return local_date(self.end_at - timedelta(microseconds=1))
+        """The last day a first diagnosis is covered: the last whole day before T2, the day
+        before T2's own (an end at 24:00 is 00:00 of the next day). A membership ends at T2, and
+        a diagnosis on the day a membership ends is not covered (domain.claims), so an end at
+        18:00 (水滴互助's) covers the day before it, not its own."""
+        return local_date(self.end_at) - timedelta(days=1)
 
     @property
     def last_tail_day(self) -> date:
@@ -89,6 +94,8 @@ def schedule_refusal(announce_at: datetime, end_at: datetime, now: datetime) -> 
         return f"the end is more than {MAX_NOTICE.days} days after the announcement"
     if announce_at < now - timedelta(days=1):
         return "the announcement is more than a day in the past; members must hear it first"
+    if end_at <= now:
+        return "the end has passed; a plan cannot end before its members are told"
     if announce_at > now + MAX_NOTICE:
         return f"the announcement is more than {MAX_NOTICE.days} days ahead"
     return None

@@ -8,7 +8,7 @@ from sqlalchemy import String, case, cast, literal
 from sqlmodel import Session, col, func, or_, select
 
 from domain import accounts
-from domain.claims import Reason, State
+from domain.claims import PAYABLE, Reason, State
 from domain.models import (
     Charge,
     Claim,
@@ -27,7 +27,7 @@ from domain.services import winddown
 from domain.services.claims import MAX_ATTEMPTS
 from domain.services.cycles import CycleStatus, ledger_movements
 from domain.services.members import shares_at
-from domain.services.payments import waiting_period_rejections
+from domain.services.payments import Account, waiting_period_rejections
 from domain.services.proofs import (
     ProofKeys,
     closed_before_proofs,
@@ -36,6 +36,7 @@ from domain.services.proofs import (
     rows_kept,
 )
 from domain.sharing import compute_share
+from domain.winddown import HAS_ENDED
 
 
 @dataclass
@@ -143,19 +144,37 @@ def _wind_downs(session: Session) -> list[str]:
                 f"{plan}: {charged[0]} members were charged {charged[1]} fen for cycles charged "
                 f"on or after {rules.sharing_stops_on}, which the platform pays"
             )
+        if winddown.stage_of(session, plan) in HAS_ENDED:
+            outlasting = session.exec(
+                select(func.count()).where(
+                    Member.plan == plan,
+                    or_(col(Member.exited_at).is_(None), col(Member.exited_at) > rules.end_at),
+                )
+            ).one()
+            if outlasting:
+                problems.append(f"{plan}: {outlasting} memberships outlast the plan's end")
         problems += _tail_claims(session, rules)
         problems += _refunds_of_all_shares(session, plan, rules.end_at)
-        stage = winddown.stage_of(session, plan)
-        if stage == winddown.Stage.SETTLED and not winddown.all_settled(session, plan):
-            problems.append(f"{plan} is settled but has claims undecided or payouts pending")
+        problems += _settled_with_nothing_owed(session, plan)
     return problems
+
+
+def _settled_with_nothing_owed(session: Session, plan: str) -> list[str]:
+    """A settled plan owes nothing it owed when it settled (a refund of arrears paid since is
+    made then, and is in flight until paid)."""
+    settled = [e.at for e in winddown.events(session, plan) if e.kind == winddown.Stage.SETTLED]
+    if not settled:
+        return []
+    owed = winddown.open_obligations(session, plan, made_before=settled[0])
+    return [f"{plan} is settled but still owes: {owed}"] if owed else []
 
 
 def _refunds_of_all_shares(session: Session, plan: str, end_at: datetime) -> list[str]:
     """A plan that refunds every share: from its end, each share collected (before the end; once
-    settled, ever) has its refund payout, under the key that makes it once."""
+    settled, ever) has its refund under the key that makes it once, of the amount collected, to
+    the account that paid it; and no refund of the plan is of anything else."""
     stage = winddown.stage_of(session, plan)
-    if not winddown.refunds_all(session, plan) or stage not in winddown.REFUNDING:
+    if not winddown.refunds_all(session, plan) or stage not in HAS_ENDED:
         return []
     key = (
         literal("refund:")
@@ -163,22 +182,46 @@ def _refunds_of_all_shares(session: Session, plan: str, end_at: datetime) -> lis
         + literal(":")
         + cast(Charge.member_id, String)
     )
-    refunded = select(Payout.id).where(Payout.key == key).exists()
-    collected = [Charge.debit_status == DebitStatus.COLLECTED, Charge.collected_fen > 0]
-    if stage != winddown.Stage.SETTLED:
-        collected.append(col(Charge.debited_at) < end_at)
-    missing = session.exec(
-        select(func.count())
+    exact = (
+        (Payout.member_id == Charge.member_id)
+        & (Payout.amount_fen == Charge.collected_fen)
+        & (Payout.account == Account.member_ref)
+    )
+    collected = [
+        Member.plan == plan,
+        Charge.debit_status == DebitStatus.COLLECTED,
+        Charge.collected_fen > 0,
+    ]
+    due = [] if stage == winddown.Stage.SETTLED else [col(Charge.debited_at) < end_at]
+    missing, matched = session.exec(
+        select(
+            func.count().filter(*due, ~func.coalesce(exact, False)),
+            func.count(Payout.id).filter(exact),
+        )
         .select_from(Charge)
         .join(Member, col(Member.id) == Charge.member_id)
-        .where(Member.plan == plan, *collected, ~refunded)
+        .join(Account, col(Account.id) == Charge.account_id)
+        .outerjoin(Payout, Payout.key == key)
+        .where(*collected)
     ).one()
-    return [f"{plan}: {missing} shares paid have no refund, as all must"] if missing else []
+    refunds = session.exec(
+        select(func.count()).where(Payout.plan == plan, Payout.purpose == "refund")
+    ).one()
+    problems = []
+    if missing:
+        problems.append(
+            f"{plan}: {missing} shares paid have no refund of their amount to the account that "
+            "paid them, as all must"
+        )
+    if refunds > matched:
+        problems.append(f"{plan}: {refunds - matched} refunds are of no share collected")
+    return problems
 
 
 def _tail_claims(session: Session, rules) -> list[str]:
-    """Claims received after the end: outside the tail none goes on to be paid, and none
-    inside it is rejected as outside."""
+    """Claims received after the end: outside the tail none is approved or goes on to be paid
+    (one still in intake or review is not yet judged), and none inside it is rejected as
+    outside."""
     after = session.exec(
         select(Claim.submission_id, Claim.diagnosed_on, Claim.received_at, Claim.state)
         .add_columns(Claim.reason_code)
@@ -188,7 +231,7 @@ def _tail_claims(session: Session, rules) -> list[str]:
     problems = []
     for ref, diagnosed_on, received_at, state, reason in after:
         outside = rules.tail_refusal(diagnosed_on, received_at) is not None
-        if outside and state != State.REJECTED:
+        if outside and state in PAYABLE:
             problems.append(f"{rules.plan}: claim {ref} is outside the tail but is {state}")
         elif not outside and reason == Reason.AFTER_PLAN_END:
             problems.append(f"{rules.plan}: claim {ref} is in the tail but was rejected as not")

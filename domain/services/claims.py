@@ -300,7 +300,7 @@ def member_facts(session: Session, member: Member, claim: Claim) -> MemberFacts:
     return MemberFacts(
         birth_date=member.birth_date,
         joined_at=member.joined_at,
-        exited_at=member.exited_at,
+        exited_at=winddown.membership_end(session, member.plan, member.exited_at),
         already_paid=paid_claims > 0,
         other_live_claim=live_claims > 0,
     )

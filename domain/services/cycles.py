@@ -61,6 +61,8 @@ def publish(session: Session, plan_code: str, at: datetime) -> SharingCycle:
     cycle = _get_or_create_cycle(session, plan_code, announce_on)
     if cycle.status != CycleStatus.OPEN:
         return cycle
+    # A plan past its end has ended its memberships before anyone is counted at the cut-off.
+    winddown.advance(session, plan_code, at)
     age_out(session, plan_code, cycle.cutoff_at)
     listed = (
         select(Claim.id)

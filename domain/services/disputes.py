@@ -31,7 +31,7 @@ from domain.models import (
     SharingCycle,
 )
 from domain.plans import get_plan, load_plans
-from domain.services import events
+from domain.services import events, winddown
 from domain.services.claims import find_claim, member_facts, reject
 from domain.services.events import move
 from domain.services.members import published_cutoffs
@@ -353,7 +353,8 @@ def _restore_membership(session: Session, claim: Claim, case: JuryCase, at: date
             reason=f"{overturned}; cycles were shared since the exit: a person decides",
         )
     else:
-        member.exited_at, member.exit_reason = None, None
+        # Given back as an unbroken span, which ends with the plan if the plan has ended.
+        member.exited_at, member.exit_reason = winddown.ended_membership(session, member.plan, at)
         session.add(member)
         event = MemberEvent(member_id=member.id, at=at, kind="restored", reason=overturned)
     session.add(event)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import TypeVar
 
@@ -28,6 +28,7 @@ from domain.models import CycleStatus, DebitConsent, Member, MemberEvent, Sharin
 from domain.plans import get_plan, load_plans
 from domain.services import winddown
 from domain.services.store import for_update, lock_member_ref, lock_plan
+from domain.winddown import WindDown
 
 BATCH = 2_000
 BATCH_ROWS = 1_000  # rows handed from the validating thread to the COPY at a time
@@ -73,8 +74,14 @@ def batched_import(
 
 
 def import_batch(
-    session: Session, batch: list[tuple[int, Row | str]], report: ImportReport
+    session: Session,
+    batch: list[tuple[int, Row | str]],
+    report: ImportReport,
+    now: datetime | None = None,
 ) -> None:
+    """Enrol a batch of rows, each checked; `now` is when they are enrolled (the wall clock for
+    a file, whose joined_at may be earlier; the app's clock for the app)."""
+    now = now or datetime.now(UTC)
     for plan in sorted({row.plan for _, row in batch if not isinstance(row, str)}):
         lock_plan(session, plan, shared=True)
     fixed = published_cutoffs(session)
@@ -85,13 +92,19 @@ def import_batch(
             report.refused.append((line, row))
         elif refusal := join_refusal(get_plan(row.plan), row):
             report.refused.append((line, refusal))
-        elif row.plan in ending and not ending[row.plan].accepts_members(row.joined_at):
+        elif row.plan in ending and not _joins(ending[row.plan], row.joined_at, now):
             report.refused.append((line, _winding_down(ending[row.plan])))
         elif row.plan in fixed and row.joined_at <= fixed[row.plan]:
             report.refused.append((line, _before_cutoff(fixed[row.plan])))
         else:
             good.append((line, row))
     _insert_batch(session, good, report)
+
+
+def _joins(rules: WindDown, joined_at: datetime, now: datetime) -> bool:
+    """No one joins from the announcement: not with a joined_at from it, nor enrolled after it
+    with an earlier one (a file's rows carry the date they give)."""
+    return rules.accepts_members(joined_at) and rules.accepts_members(now)
 
 
 def _winding_down(rules) -> str:
@@ -412,15 +425,17 @@ def _refuse_before_cutoffs(session: Session, plans: set[str], report: ImportRepo
 
 
 def _refuse_winding_down(session: Session, plans: set[str], report: ImportReport) -> None:
-    """No one joins a plan from its wind-down's announcement (the staged rows, set-based)."""
+    """No one joins a plan from its wind-down's announcement (the staged rows, set-based): once
+    it has passed, no row of the plan goes in, whatever joined_at it gives."""
     ending = winddown.wind_downs(session)
+    now = datetime.now(UTC)
     for plan in sorted(plans & ending.keys()):
         lines = session.execute(
             text(
-                "DELETE FROM member_staging WHERE plan = :plan AND joined_at >= :announced "
-                "RETURNING line"
+                "DELETE FROM member_staging WHERE plan = :plan "
+                "AND (joined_at >= :announced OR :now >= :announced) RETURNING line"
             ),
-            {"plan": plan, "announced": ending[plan].announce_at},
+            {"plan": plan, "announced": ending[plan].announce_at, "now": now},
         ).scalars()
         report.refused.extend((line, _winding_down(ending[plan])) for line in lines)
 
@@ -659,7 +674,7 @@ def enrol(session: Session, applicant: Enrolment, consent: str, given_by: str) -
         _check_family(session, applicant.member_ref, applicant.payer_ref)
     report = ImportReport()
     try:
-        import_batch(session, [(1, applicant)], report)
+        import_batch(session, [(1, applicant)], report, now=applicant.joined_at)
     except IntegrityError as error:
         # The person's lock keeps two enrolments apart, but an import enrolling them at the same
         # moment does not take it: the later insert meets the first's key.
@@ -747,8 +762,13 @@ def exit_member(session: Session, plan: str, member_ref: str, at: datetime) -> M
             f"{member_ref} cannot leave {plan} before {published.isoformat()}, "
             "the cut-off of a published cycle"
         )
-    member.exited_at = effective
-    member.exit_reason = ExitReason.VOLUNTARY
+    member.exited_at, member.exit_reason = effective, ExitReason.VOLUNTARY
+    ending = winddown.of_plan(session, plan)
+    if ending is not None and effective > ending.end_at:
+        # No membership outlasts its plan; asked after the end, the plan ended it already.
+        member.exited_at = ending.end_at
+        if at >= ending.end_at:
+            member.exit_reason = ExitReason.PLAN_ENDED
     session.add(member)
     return member
 

@@ -29,12 +29,14 @@ from domain.models import (
     MemberEvent,
     Payout,
     PayoutStatus,
+    PlanWindDown,
     SharingCycle,
     UTCDateTime,
 )
 from domain.money import ceil_div
 from domain.services.events import move
 from domain.services.store import insert_ignoring_duplicates, load_for_update, lock_cash
+from domain.winddown import HAS_ENDED
 
 Account = aliased(Member)
 
@@ -256,7 +258,9 @@ def record_debits(session: Session, debits: list[Debit], succeeded: set[str], no
                 cycle_id=cycle_id,
             )
         collected += int(amount)
-    refund_waiting_period_shares(session, [d.member_id for d in debits if d.key in succeeded], now)
+    paid = [d.member_id for d in debits if d.key in succeeded]
+    refund_waiting_period_shares(session, paid, now)
+    refund_late_shares(session, paid, now)
     return collected
 
 
@@ -404,6 +408,18 @@ def refund_waiting_period_shares(session: Session, member_ids: list[int], now: d
             now,
             col(Charge.member_id).in_(member_ids),
             col(Member.id).in_(waiting_period_rejections()),
+        )
+
+
+def refund_late_shares(session: Session, member_ids: list[int], now: datetime) -> None:
+    """A share collected after its plan ended refunding every share (arrears settled late) is
+    refunded as it is collected: the plan owes it back at once."""
+    if member_ids:
+        refunding = select(PlanWindDown.plan).where(
+            col(PlanWindDown.refund_all_shares), col(PlanWindDown.stage).in_(list(HAS_ENDED))
+        )
+        _refund_collected(
+            session, now, col(Charge.member_id).in_(member_ids), col(Member.plan).in_(refunding)
         )
 
 

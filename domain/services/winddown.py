@@ -4,7 +4,7 @@
 from datetime import datetime
 
 from sqlalchemy import literal, update
-from sqlmodel import Session, col, func, insert, select
+from sqlmodel import Session, col, func, insert, or_, select
 
 from domain import winddown
 from domain.calendar import SHANGHAI
@@ -25,11 +25,9 @@ from domain.models import (
 from domain.plans import get_plan
 from domain.services.payments import refund_all_shares
 from domain.services.store import load_for_update, lock_plan
-from domain.winddown import Stage
+from domain.winddown import HAS_ENDED, Stage
 
 FINAL = (State.REJECTED, State.PAID)
-# The stages in which a plan that refunds every share has made (and keeps making) its refunds.
-REFUNDING = (Stage.ENDED, Stage.TAIL, Stage.SETTLED)
 
 
 class Refused(ValueError):
@@ -60,11 +58,10 @@ def schedule(
     """Record the plan's wind-down (once: the same again is answered with the one stored) and
     bring it to the stage the clock has reached."""
     get_plan(plan)
-    if why := winddown.schedule_refusal(announce_at, end_at, now):
-        raise Refused(why)
     lock_plan(session, plan, shared=False)
     stored = session.get(PlanWindDown, plan)
     if stored is not None:
+        # Asked again (a CLI run repeated, a request retried): the one stored, whatever the day.
         if (stored.announce_at, stored.end_at, stored.refund_all_shares) != (
             announce_at,
             end_at,
@@ -75,19 +72,11 @@ def schedule(
                 f"ending {stored.end_at.isoformat()}); a wind-down is not changed once announced"
             )
         return stored
+    if why := winddown.schedule_refusal(announce_at, end_at, now):
+        raise Refused(why)
     rules = winddown.WindDown(plan, announce_at, end_at, get_plan(plan).tail_days)
-    charged = session.exec(
-        select(SharingCycle.charge_on).where(
-            SharingCycle.plan == plan,
-            col(SharingCycle.status).in_([CycleStatus.CLOSING, CycleStatus.CLOSED]),
-            col(SharingCycle.charge_on) >= rules.sharing_stops_on,
-        )
-    ).first()
-    if charged is not None:
-        raise Refused(
-            f"the cycle charged on {charged} has already charged its members; the platform "
-            "pays from an announcement after that charge day"
-        )
+    if why := _reaches_back(session, rules):
+        raise Refused(why)
     row = PlanWindDown(
         plan=plan,
         announce_at=announce_at,
@@ -113,6 +102,34 @@ def schedule(
     return row
 
 
+def _reaches_back(session: Session, rules: winddown.WindDown) -> str | None:
+    """Why an announcement in the past cannot be: members already charged for a cycle the
+    platform would pay, or members who joined after it."""
+    charged = session.exec(
+        select(SharingCycle.charge_on).where(
+            SharingCycle.plan == rules.plan,
+            col(SharingCycle.status).in_([CycleStatus.CLOSING, CycleStatus.CLOSED]),
+            col(SharingCycle.charge_on) >= rules.sharing_stops_on,
+        )
+    ).first()
+    if charged is not None:
+        return (
+            f"the cycle charged on {charged} has already charged its members; the platform "
+            "pays from an announcement after that charge day"
+        )
+    joined = session.exec(
+        select(Member.joined_at).where(
+            Member.plan == rules.plan, Member.joined_at >= rules.announce_at
+        )
+    ).first()
+    if joined is not None:
+        return (
+            f"a member joined at {joined.isoformat()}, after the announcement asked for; no one "
+            "joins from it, so it must come after the last to join"
+        )
+    return None
+
+
 def advance(session: Session, plan: str, now: datetime) -> Stage | None:
     """Move the plan's wind-down to the stage it has reached by `now`, one stage at a time, each
     with its event and its work; never back. None when the plan has no wind-down."""
@@ -120,7 +137,7 @@ def advance(session: Session, plan: str, now: datetime) -> Stage | None:
     if row is None:
         return None
     rules = _rules(row)
-    if row.refund_all_shares and row.stage in REFUNDING:
+    if row.refund_all_shares and row.stage in HAS_ENDED:
         # Shares collected since the end (a late debit, arrears settled) are refunded too.
         refund_all_shares(session, plan, now)
     due = winddown.stage_due(
@@ -163,6 +180,26 @@ def _end_memberships(session: Session, plan: str, end_at: datetime) -> int:
     return session.execute(ended.execution_options(preserve_rowcount=True)).rowcount
 
 
+def membership_end(session: Session, plan: str, exited_at: datetime | None) -> datetime | None:
+    """When a membership ends: at its own exit, or at the plan's end if that comes first (also
+    before the advance has stamped it)."""
+    rules = of_plan(session, plan)
+    if rules is None:
+        return exited_at
+    return rules.end_at if exited_at is None else min(exited_at, rules.end_at)
+
+
+def ended_membership(
+    session: Session, plan: str, at: datetime
+) -> tuple[datetime | None, str | None]:
+    """How a membership that goes on at `at` stands: open, or ended with the plan if the plan
+    has ended by then."""
+    rules = of_plan(session, plan)
+    if rules is not None and at >= rules.end_at:
+        return rules.end_at, ExitReason.PLAN_ENDED
+    return None, None
+
+
 def _last_cycles_closed(session: Session, rules: winddown.WindDown) -> bool:
     """Every cycle whose members were counted before the end has closed."""
     open_cycles = session.exec(
@@ -176,14 +213,28 @@ def _last_cycles_closed(session: Session, rules: winddown.WindDown) -> bool:
 
 
 def all_settled(session: Session, plan: str) -> bool:
-    """No claim of the plan undecided or unpaid, and no payout of it pending."""
+    """No claim of the plan undecided or unpaid, and no payout of it unpaid: pending, or refused
+    by the provider (a person must make it good before the plan is settled)."""
+    return not open_obligations(session, plan)
+
+
+def open_obligations(session: Session, plan: str, made_before: datetime | None = None) -> str:
+    """What the plan still owes, in words ("" when nothing): claims not decided or not paid,
+    payouts refused, and payouts pending (only those made before `made_before`, if given)."""
     claims = session.exec(
         select(func.count()).where(Claim.plan == plan, col(Claim.state).not_in(FINAL))
     ).one()
-    payouts = session.exec(
-        select(func.count()).where(Payout.plan == plan, Payout.status == PayoutStatus.PENDING)
-    ).one()
-    return claims == 0 and payouts == 0
+    unpaid = (Payout.plan == plan, Payout.status != PayoutStatus.PAID)
+    if made_before is not None:
+        unpaid += (or_(Payout.status == PayoutStatus.FAILED, Payout.created_at < made_before),)
+    payouts = dict(
+        session.exec(
+            select(Payout.status, func.count()).where(*unpaid).group_by(Payout.status)
+        ).all()
+    )
+    owed = [f"{claims} claims open"] if claims else []
+    owed += [f"{n} payouts {status}" for status, n in sorted(payouts.items())]
+    return ", ".join(owed)
 
 
 def _event(session: Session, plan: str, at: datetime, kind: str, detail: str) -> None:
@@ -275,6 +326,8 @@ def report(session: Session, plan: str) -> dict:
         "charged_to_members_fen": sum(c.charged_fen for c in cycles),
         "refunds_paid_fen": int(refunds.get(PayoutStatus.PAID, 0)),
         "refunds_pending_fen": int(refunds.get(PayoutStatus.PENDING, 0)),
+        "refunds_failed_fen": int(refunds.get(PayoutStatus.FAILED, 0)),
+        "surplus_left_fen": cycles[-1].surplus_out_fen if cycles else 0,
         "last_sharing_cycle": (
             {
                 "cycle_id": last.id,

@@ -225,10 +225,10 @@ def test_a_dependant_joining_while_the_cycle_is_published_does_not_deadlock(
     real = member_service.import_batch
     locked = threading.Event()
 
-    def slow(session, batch, report):
+    def slow(session, batch, report, **kwargs):
         locked.set()
         time.sleep(1.0)
-        return real(session, batch, report)
+        return real(session, batch, report, **kwargs)
 
     monkeypatch.setattr(member_service, "import_batch", slow)
     errors: list[BaseException] = []

@@ -18,7 +18,7 @@ from broker.submit import send_step
 from domain.calendar import SHANGHAI, start_of_day
 from domain.db import transaction
 from domain.members import Enrolment
-from domain.models import Charge, Claim, Member, Payout, SharingCycle
+from domain.models import Charge, Claim, Member, Payout, PlanEvent, SharingCycle
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import cycles as cycle_service
@@ -415,9 +415,9 @@ def test_the_fleets_workers_charge_nobody_from_the_announcement_even_when_sent_a
         ).one()
         cycle = session.get(SharingCycle, cycle.id)
     assert charged == 0 and cycle.share_fen == 0 and cycle.charged_fen == 0
-    # The platform pays the share members would have paid; the per-patient cap's subsidy, the rest.
-    assert cycle.platform_share_fen > 0
-    assert cycle.subsidy_fen == cycle.aid_fen + cycle.fee_fen - cycle.surplus_in_fen
+    # The platform pays the cycle in full: no member is charged, so no cap's subsidy either.
+    assert cycle.platform_share_fen == cycle.aid_fen + cycle.fee_fen - cycle.surplus_in_fen > 0
+    assert cycle.subsidy_fen == cycle.platform_share_fen and cycle.cap_subsidy_fen == 0
     assert still_in == 0
     assert problems() == []
 
@@ -438,3 +438,190 @@ def all_paid(cycle_id: int) -> bool:
     with transaction(engine()) as session:
         cases = session.exec(select(Claim).where(Claim.cycle_id == cycle_id)).all()
         return bool(cases) and all(c.state == "paid" for c in cases)
+
+
+# What an attack on the wind-down found, each with its test.
+
+
+def refund_plan() -> int:
+    """Ten members and a dependant; a cycle the members share and pay; a wind-down refunding
+    every share, advanced past its end; returns the members' cycle."""
+    assert enrol([enrolment(f"C{n:04d}") for n in range(10)]).refused == []
+    assert enrol([enrolment("D0001", payer="C0001")]).refused == []
+    claim("first", "C0005", "2021-11-25", at("2021-11-30"))
+    paid = cycle_of("2021-12-07")
+    collect(paid.id, "2021-12-14")
+    with transaction(engine()) as session:
+        winddown.schedule(session, CRITICAL, T1, T2, True, "ops", at("2021-12-27"))
+    assert advance(at("2022-01-29", 1)) == "tail"
+    return paid.id
+
+
+def pay_refunds(refused: set[str] = frozenset()) -> None:
+    with transaction(engine()) as session:
+        pending = payments.pending_payouts(session)
+    for payout_id in pending:
+        with transaction(engine()) as session:
+            key = payments.claim_payout(session, payout_id, at("2022-02-01")).key
+        with transaction(engine()) as session:
+            ok = key not in refused
+            payments.record_payout(session, payout_id, ok, "ref", None, at("2022-02-01"))
+
+
+def test_no_one_joins_once_the_announcement_has_passed_whatever_joined_at_a_file_gives(stack):
+    assert enrol([enrolment(f"C{n:04d}") for n in range(3)]).refused == []
+    with transaction(engine()) as session:
+        winddown.schedule(session, CRITICAL, T1, T2, False, "ops", at("2021-12-27"))
+    # Imported now, long after T1, with a joined_at before it (no cycle fixed it since).
+    refused = enrol([enrolment("LATE", joined=at("2021-12-27", 11))]).refused
+    assert refused and "winding down" in refused[0][1]
+    with transaction(engine()) as session:
+        assert session.exec(select(Member).where(Member.member_ref == "LATE")).first() is None
+
+
+def test_scheduling_refuses_an_end_passed_and_an_announcement_before_the_last_to_join(
+    sqlite_stack,
+):
+    assert enrol([enrolment("C0001", joined=at("2021-12-27", 18))]).refused == []
+    with transaction(engine()) as session, pytest.raises(winddown.Refused, match="joined at"):
+        winddown.schedule(
+            session, CRITICAL, at("2021-12-27", 8), T2, False, "ops", at("2021-12-27", 20)
+        )
+    with transaction(engine()) as session, pytest.raises(winddown.Refused, match="has passed"):
+        winddown.schedule(
+            session,
+            CRITICAL,
+            at("2021-12-27", 19),
+            at("2021-12-27", 21),
+            False,
+            "ops",
+            at("2021-12-28"),
+        )
+    # Asked again after the day it could first be asked: the one stored, not a refusal.
+    with transaction(engine()) as session:
+        winddown.schedule(session, CRITICAL, T1, T2, False, "ops", at("2021-12-27", 20))
+    with transaction(engine()) as session:
+        assert (
+            winddown.schedule(session, CRITICAL, T1, T2, False, "ops", at("2022-01-05")).end_at
+            == T2
+        )
+
+
+def test_a_diagnosis_on_the_ends_own_day_is_not_covered_whenever_it_is_reviewed(sqlite_stack):
+    """水滴互助 closed at 18:00: the last day covered is the day before, as a membership that
+    ends that day covers it, before the advance has stamped the exits and after."""
+    noon = datetime(2022, 1, 28, 12, 0, tzinfo=SHANGHAI)
+    assert enrol([enrolment(f"C{n:04d}") for n in range(5)]).refused == []
+    with transaction(engine()) as session:
+        winddown.schedule(session, CRITICAL, T1, noon, False, "ops", at("2021-12-27"))
+    before = claim("before-advance", "C0001", "2022-01-28", at("2022-01-28", 9))
+    covered = claim("day-before", "C0002", "2022-01-27", at("2022-01-28", 9))
+    advance(at("2022-01-28", 13))
+    after = claim("after-advance", "C0003", "2022-01-28", at("2022-01-28", 9))
+    assert state(before) == state(after) == ("rejected", "not_member_at_diagnosis")
+    assert state(covered)[0] == "scheduled"
+
+
+def test_a_refund_the_provider_refuses_keeps_the_plan_from_settling(sqlite_stack):
+    refund_plan()
+    with transaction(engine()) as session:
+        refused = session.exec(select(Payout.key).where(Payout.purpose == "refund")).first()
+    pay_refunds(refused={refused})
+    assert advance(at("2022-07-28", 1)) == "tail"  # the tail is over, a refund is not made
+    assert report()["refunds_failed_fen"] > 0
+    with transaction(engine()) as session:  # settled anyway (as a bug would): the audit says
+        session.execute(text("UPDATE planwinddown SET stage = 'settled'"))
+        session.add(PlanEvent(plan=CRITICAL, at=at("2022-07-28", 1), kind="settled", detail=""))
+    assert any("still owes: 1 payouts failed" in p for p in problems())
+
+
+@pytest.mark.parametrize("broken", ["amount", "account", "member", "another key"])
+def test_the_audit_fails_on_a_refund_of_the_wrong_amount_account_member_or_twice(
+    sqlite_stack, broken
+):
+    refund_plan()
+    with transaction(engine()) as session:
+        dependant = session.exec(select(Member).where(Member.member_ref == "D0001")).one()
+        refund = session.exec(select(Payout).where(Payout.member_id == dependant.id)).one()
+        other = session.exec(select(Member).where(Member.member_ref == "C0008")).one()
+        if broken == "another key":
+            fields = refund.model_dump(exclude={"id", "key"})
+            session.add(Payout(**fields, key=refund.key + ":again"))
+        else:
+            change = {
+                "amount": ("amount_fen", refund.amount_fen * 3),
+                "account": ("account", "C0009"),
+            }
+            field, value = change.get(broken, ("member_id", other.id))
+            setattr(refund, field, value)
+            session.add(refund)
+    pay_refunds()
+    assert any("refund" in p for p in problems()), broken
+
+
+def test_arrears_paid_after_the_plan_settled_are_refunded_at_once(sqlite_stack):
+    assert enrol([enrolment(f"C{n:04d}") for n in range(5)]).refused == []
+    claim("first", "C0004", "2021-11-25", at("2021-11-30"))
+    members_paid = cycle_of("2021-12-07")
+    debits = send_round(members_paid.id, at("2021-12-14", 3))
+    unpaid = next(d for d in debits if d.account == "C0001")
+    with transaction(engine()) as session:
+        payments.record_debits(
+            session, debits, {d.key for d in debits} - {unpaid.key}, at("2021-12-14", 4)
+        )
+    with transaction(engine()) as session:
+        payments.close_window(session, members_paid.id, at("2021-12-27"))
+        winddown.schedule(session, CRITICAL, T1, T2, True, "ops", at("2021-12-27"))
+    assert advance(at("2022-01-29", 1)) == "tail"
+    pay()
+    assert advance(at("2022-07-28", 1)) == "settled" and problems() == []
+    with transaction(engine()) as session:  # C0001 settles the arrears (huzhu members settle)
+        late = payments.claim_arrears(session, CRITICAL, "C0001")
+    with transaction(engine()) as session:
+        payments.record_debits(session, late, {d.key for d in late}, at("2022-08-01"))
+    assert problems() == []  # its refund is made with it, in flight
+    with transaction(engine()) as session:
+        owed = session.exec(select(Payout).where(Payout.account == "C0001")).one()
+    assert (owed.status, owed.amount_fen) == ("pending", unpaid.amount_fen)
+    pay()
+    assert problems() == []
+
+
+def test_no_membership_outlasts_the_plan(sqlite_stack):
+    """An exit asked after the end, before the advance, ends at the end; the audit fails on a
+    membership left open in an ended plan."""
+    assert enrol([enrolment(f"C{n:04d}") for n in range(3)]).refused == []
+    with transaction(engine()) as session:
+        winddown.schedule(session, CRITICAL, T1, T2, False, "ops", at("2021-12-27"))
+        member_service.exit_member(session, CRITICAL, "C0001", at("2022-01-29", 10))
+    advance(at("2022-01-29", 11))
+    with transaction(engine()) as session:
+        left = session.exec(select(Member).where(Member.member_ref == "C0001")).one()
+    assert (left.exited_at, left.exit_reason) == (T2, "plan_ended")
+    assert problems() == []
+    with transaction(engine()) as session:
+        session.execute(text("UPDATE member SET exited_at = NULL WHERE member_ref = 'C0002'"))
+    assert any("1 memberships outlast the plan's end" in p for p in problems())
+
+
+def test_a_claim_in_review_after_the_end_is_not_yet_a_broken_promise(sqlite_stack):
+    assert enrol([enrolment(f"C{n:04d}") for n in range(3)]).refused == []
+    with transaction(engine()) as session:
+        winddown.schedule(session, CRITICAL, T1, T2, False, "ops", at("2021-12-27"))
+    advance(at("2022-01-29", 1))
+    line = json.dumps(
+        {
+            "submission_id": "late",
+            "member_ref": "C0001",
+            "plan": CRITICAL,
+            "icd10": "C73",
+            "diagnosed_on": "2022-02-01",
+            "hospital": "杭州市第一人民医院",
+            "accident": False,
+        }
+    )
+    with transaction(engine()) as session:
+        claim_id, _ = claim_service.record_submission(session, line, at("2022-02-02"))
+    with transaction(engine()) as session:
+        claim_service.accept(session, claim_id, at("2022-02-02"))
+    assert state(claim_id)[0] == "under_review" and problems() == []

@@ -33,6 +33,10 @@ def test_xianghubaos_dates():
     assert XIANGHUBAO.sharing_stops_on == date(2021, 12, 28)  # the debit due that day: platform
     assert XIANGHUBAO.last_covered_day == date(2022, 1, 28)
     assert XIANGHUBAO.last_tail_day == date(2022, 7, 27)
+    shuidi = datetime(2021, 3, 31, 18, 0, tzinfo=SHANGHAI)  # 水滴互助 closed at 18:00
+    assert WindDown(
+        "critical-illness", shuidi - timedelta(days=30), shuidi, 180
+    ).last_covered_day == date(2021, 3, 30)
     assert not XIANGHUBAO.platform_pays(date(2021, 12, 27))
     assert XIANGHUBAO.platform_pays(date(2021, 12, 28))
 
@@ -54,9 +58,11 @@ def test_a_tail_claim_is_taken_up_to_the_180th_day_from_its_diagnosis(diagnosed,
 
 
 @given(wind_downs())
-def test_the_last_covered_day_is_the_last_day_that_starts_before_the_end(ending):
+def test_the_last_covered_day_is_the_last_whole_day_before_the_end(ending):
+    """As a membership ending at T2 covers it: a diagnosis on the end's own day is not."""
     last = ending.last_covered_day
-    assert start_of_day(last) < ending.end_at <= start_of_day(last + timedelta(days=1))
+    after = start_of_day(last + timedelta(days=1))
+    assert after <= ending.end_at < after + timedelta(days=1)
     assert ending.last_tail_day - last == timedelta(days=ending.tail_days)
 
 
@@ -110,8 +116,9 @@ def test_a_schedule_needs_offsets_order_and_a_bounded_notice():
 )
 def test_when_the_platform_pays_no_member_pays_and_nothing_is_lost(cases, members, surplus):
     figures = compute_share(cases, members, surplus, 800, 10, platform_pays=True)
-    assert figures.share_fen == 0
-    # What the cycle needs is covered: the surplus first, then the platform; the rest carries.
-    needed = figures.collectable_fen - surplus
+    assert figures.share_fen == 0 and figures.cap_subsidy_fen == 0
+    # The cycle is covered in full, even with nobody left to share: the surplus first, then
+    # the platform; what the surplus does not use carries.
+    needed = figures.aid_fen + figures.fee_fen - surplus
     assert figures.platform_share_fen - figures.surplus_out_fen == needed
     assert min(figures.platform_share_fen, figures.surplus_out_fen) == 0
