@@ -99,6 +99,7 @@ def test_claims_flow_through_a_real_worker_to_a_balanced_closed_cycle(stack, wor
         "surplus_out_fen": 0,
         "share_fen": 30,
         "subsidy_fen": aid + fee - 3_600,
+        "platform_share_fen": 0,
         "charged_fen": 3_600,
     }
     # Then the payments queue collects every charge and pays the three patients, once.
