@@ -20,7 +20,7 @@ from domain.claims import CONTROL_CHARACTERS, REASON_FOR_MEMBERS, Reason, load_j
 from domain.db import transaction
 from domain.models import Claim, JuryCase, Member
 from domain.services import claims as claim_service
-from domain.services import requests, statements
+from domain.services import requests, review, statements
 
 router = APIRouter(tags=["claims"])
 
@@ -52,6 +52,9 @@ class ClaimStatus(BaseModel):
     reason_code: str | None
     reason: str | None
     amount_fen: int | None
+    decision_due_at: datetime | None = Field(
+        default=None, description="Waiting for a person: when the review is due to be decided."
+    )
     history: list[ClaimEvent]
     jury: JuryView | None = Field(description="The jury asked for the claim, if any.")
     may_ask_jury: bool = Field(description="Whether POST /v1/claims/{id}/jury may ask one now.")
@@ -126,6 +129,7 @@ def claim(submission_id: SubmissionRef, who: Member_) -> ClaimStatus:
             raise not_found(f"claim {submission_id}")
         found = view.claim
         jury, may_ask = statements.claim_jury(session, found, clock.now())
+        task = review.task_of(session, found.id) if found.id else None
         return ClaimStatus(
             submission_id=found.submission_id,
             plan=found.plan,
@@ -133,6 +137,7 @@ def claim(submission_id: SubmissionRef, who: Member_) -> ClaimStatus:
             reason_code=found.reason_code,
             reason=reason_for_members(found.reason_code),
             amount_fen=found.amount_fen,
+            decision_due_at=task.due_at if task else None,
             history=[
                 ClaimEvent(at=e.at.isoformat(), to_state=e.to_state, reason=e.reason)
                 for e in view.events

@@ -1,6 +1,7 @@
-"""Staff with the `reviewer` role: the claims waiting for a person and the objections waiting
-for a re-review, and their decisions (the same as `huzhu claims decide` and `huzhu objections
-decide`). Reviewers see the case's medical facts; members never do."""
+"""Staff with the `reviewer` role: the review queue (claims waiting for a person, with their
+deadlines; take, hand back, decide, four eyes on rejections and large approvals) and the
+objections waiting for a re-review (the same as `huzhu review` and `huzhu objections decide`).
+Reviewers see the case's medical facts; members never do."""
 
 from datetime import date, datetime
 from typing import Annotated
@@ -18,8 +19,9 @@ from broker.submit import send_step
 from domain.claims import Reason, State
 from domain.db import transaction
 from domain.models import Claim
+from domain.plans import PlanCode
 from domain.services import claims as claim_service
-from domain.services import disputes
+from domain.services import disputes, review
 
 router = APIRouter(prefix="/v1/review", tags=["staff"])
 Reviewer = Annotated[Caller, Depends(with_role("reviewer"))]
@@ -29,6 +31,7 @@ class WaitingClaim(BaseModel):
     claim_id: int
     submission_id: str
     plan: str | None
+    state: str = Field(description="needs_review, or awaiting_second_review (four eyes).")
     icd10: str | None
     illness_code: str | None
     diagnosed_on: date | None
@@ -36,6 +39,42 @@ class WaitingClaim(BaseModel):
     amount_fen: int | None
     received_at: datetime
     why: str | None
+    stage: str = Field(description="first or second review.")
+    due_at: datetime
+    escalate_at: datetime
+    escalated: bool
+    overdue: bool
+    assigned_to: str | None
+    first_reviewer: str | None
+    first_decision: str | None = Field(description="approve, or reject: its reason code.")
+
+
+def waiting_view(waiting: review.Waiting, now: datetime) -> WaitingClaim:
+    task, claim = waiting.task, waiting.claim
+    first = None
+    if task.first_approve is not None:
+        first = "approve" if task.first_approve else f"reject: {task.first_reason}"
+    return WaitingClaim(
+        claim_id=claim.id or 0,
+        submission_id=claim.submission_id,
+        plan=claim.plan,
+        state=claim.state,
+        icd10=claim.icd10,
+        illness_code=claim.illness_code,
+        diagnosed_on=claim.diagnosed_on,
+        hospital=claim.hospital,
+        amount_fen=claim.amount_fen,
+        received_at=claim.received_at,
+        why=claim.reason_detail,
+        stage=task.stage,
+        due_at=task.due_at,
+        escalate_at=task.escalate_at,
+        escalated=task.escalated_at is not None,
+        overdue=waiting.overdue(now),
+        assigned_to=task.assigned_to,
+        first_reviewer=task.first_reviewer,
+        first_decision=first,
+    )
 
 
 class ClaimDecision(BaseModel):
@@ -60,48 +99,57 @@ class ObjectionDecision(BaseModel):
 @router.get("/claims")
 def waiting_claims(
     _: Reviewer,
-    after: Annotated[
-        int | None, Query(ge=0, le=MAX_ID, description="The last claim_id seen.")
-    ] = None,
+    plan: Annotated[PlanCode | None, Query(description="One plan's queue.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[WaitingClaim]:
-    """Claims the rules sent to a person (needs_review), oldest first."""
+    """The review queue: claims waiting for a person, escalated first, then by due time."""
     with transaction(engine()) as session:
-        return [
-            WaitingClaim(
-                claim_id=c.id or 0,
-                submission_id=c.submission_id,
-                plan=c.plan,
-                icd10=c.icd10,
-                illness_code=c.illness_code,
-                diagnosed_on=c.diagnosed_on,
-                hospital=c.hospital,
-                amount_fen=c.amount_fen,
-                received_at=c.received_at,
-                why=c.reason_detail,
-            )
-            for c in claim_service.review_queue(session, limit, after)
-        ]
+        now = clock.now()
+        return [waiting_view(w, now) for w in review.queue(session, plan, limit)]
+
+
+def _step(submission_id: str, work) -> Claim:
+    """One step of the queue in a transaction; a refusal is 409, an unknown claim 404."""
+    try:
+        with transaction(engine()) as session:
+            return work(session)
+    except claim_service.ClaimNotFound:
+        raise not_found(f"claim {submission_id}") from None
+    except ValueError as error:  # review.Refused, or the claim cannot be approved
+        raise Problem(409, "review-refused", "The review step is refused", str(error)) from None
+
+
+@router.post("/claims/{submission_id}/take")
+def take_claim(submission_id: SubmissionRef, who: Reviewer) -> Decided:
+    """Take the claim: it is the caller's until they decide it or hand it back."""
+    claim = _step(
+        submission_id,
+        lambda s: review.take(s, submission_id, who.member_ref, clock.now()),
+    )
+    return Decided(submission_id=submission_id, state=claim.state, reason_code=claim.reason_code)
+
+
+@router.post("/claims/{submission_id}/release")
+def release_claim(submission_id: SubmissionRef, who: Reviewer) -> Decided:
+    """Hand the claim back to the queue."""
+    claim = _step(
+        submission_id,
+        lambda s: review.release(s, submission_id, who.member_ref, clock.now()),
+    )
+    return Decided(submission_id=submission_id, state=claim.state, reason_code=claim.reason_code)
 
 
 @router.post("/claims/{submission_id}/decision")
 def decide_claim(submission_id: SubmissionRef, body: ClaimDecision, who: Reviewer) -> Decided:
-    """Approve (the claim goes on to the next announcement) or reject with a coded reason."""
-    try:
-        with transaction(engine()) as session:
-            claim = claim_service.decide(
-                session,
-                submission_id,
-                body.approve,
-                who.member_ref,
-                clock.now(),
-                body.reason,
-                body.note,
-            )
-    except claim_service.ClaimNotFound:
-        raise not_found(f"claim {submission_id}") from None
-    except ValueError as error:
-        raise Problem(409, "not-waiting", "The claim cannot be decided", str(error)) from None
+    """Approve or reject with a coded reason. A rejection, or an approval of the plan's
+    threshold or more, then waits for a second reviewer (awaiting_second_review); the same
+    decision from them makes it final, a different one sends it back to the queue."""
+    claim = _step(
+        submission_id,
+        lambda s: review.decide(
+            s, submission_id, body.approve, who.member_ref, clock.now(), body.reason, body.note
+        ),
+    )
     if claim.state == State.APPROVED:
         send_step("announce_claim", claim.id)
     return Decided(submission_id=submission_id, state=claim.state, reason_code=claim.reason_code)

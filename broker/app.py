@@ -16,6 +16,7 @@ ROUTES = {
     "huzhu.review_claim": {"queue": "review"},
     "huzhu.announce_claim": {"queue": "announce"},
     "huzhu.close_juries": {"queue": "review"},
+    "huzhu.escalate_reviews": {"queue": "review"},
     "huzhu.publish_announcements": {"queue": "cycle"},
     "huzhu.close_cycle": {"queue": "cycle"},
     "huzhu.charge_chunk": {"queue": "cycle"},
@@ -42,6 +43,7 @@ def beat_schedule() -> dict:
         "pay-pending": {"task": "huzhu.pay_pending", "schedule": 600.0},
         # Juries vote for a day; their windows close on this sweep.
         "close-juries": {"task": "huzhu.close_juries", "schedule": 300.0},
+        "escalate-reviews": {"task": "huzhu.escalate_reviews", "schedule": 300.0},
         # A plan winding down moves through its stages by the clock.
         "advance-wind-downs": {"task": "huzhu.advance_wind_downs", "schedule": 300.0},
     }

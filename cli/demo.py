@@ -44,7 +44,7 @@ from domain.money import yuan
 from domain.plans import load_plans
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
-from domain.services import disputes
+from domain.services import disputes, review
 from domain.services import members as member_service
 from domain.services import payments as payment_service
 from domain.services.announcements import announced_cases
@@ -223,24 +223,30 @@ def _jury_of_members(seed: int) -> list[dict]:
 
 
 def _review_by_hand() -> list[dict]:
-    """Play the reviewer: approve the first claim waiting, reject the rest (criteria not met)."""
+    """Play the reviewers: approve the first claim waiting, reject the rest (criteria not met);
+    a second reviewer confirms each rejection and each large approval (four eyes)."""
+    now = datetime.now(UTC)
     with transaction(engine()) as session:
-        waiting = claim_service.submission_ids_in(session, State.NEEDS_REVIEW)
+        review.open_tasks(session, now)
+        waiting = [w.claim.submission_id for w in review.queue(session, limit=1000)]
     decided = []
     for number, submission_id in enumerate(waiting):
         approve = number == 0
-        with transaction(engine()) as session:
-            claim = claim_service.decide(
-                session,
-                submission_id,
-                approve,
-                "demo-reviewer",
-                datetime.now(UTC),
-                note="confirmed by the hospital records" if approve else "criteria not met",
-            )
+        why = "confirmed by the hospital records" if approve else "criteria not met"
+        reviewers = []
+        for reviewer in ("demo-reviewer", "demo-checker"):
+            with transaction(engine()) as session:
+                claim = review.decide(
+                    session, submission_id, approve, reviewer, now, reviewer_note=why
+                )
+            reviewers.append(reviewer)
+            if claim.state != State.AWAITING_SECOND_REVIEW:
+                break
         if approve:
             send_step("announce_claim", claim.id)
-        decided.append({"submission_id": submission_id, "state": claim.state})
+        decided.append(
+            {"submission_id": submission_id, "state": claim.state, "reviewers": reviewers}
+        )
     return decided
 
 

@@ -36,10 +36,10 @@ from cli.output import (
     table,
 )
 from cli.plan import plan_app
+from cli.review import review_app
 from cli.simulate import forecast_command, simulate_command
 from cli.verify import verify_command
 from domain.calendar import SHANGHAI
-from domain.claims import Reason, State
 from domain.db import transaction
 from domain.members import Applicant, Enrolment, quick_reader
 from domain.money import yuan
@@ -59,7 +59,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 members_app = typer.Typer(help="Enrol and remove members.", no_args_is_help=True)
-claims_app = typer.Typer(help="Submit, inspect and decide claims.", no_args_is_help=True)
+claims_app = typer.Typer(help="Submit and inspect claims.", no_args_is_help=True)
 cycle_app = typer.Typer(help="Publish and close sharing cycles.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(members_app, name="members")
@@ -70,6 +70,7 @@ app.add_typer(objections_app, name="objections")
 app.add_typer(jury_app, name="jury")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(plan_app, name="plan")
+app.add_typer(review_app, name="review")
 api_app = typer.Typer(help="The members' HTTP API.", no_args_is_help=True)
 app.add_typer(api_app, name="api")
 app.command("verify")(verify_command)
@@ -334,35 +335,6 @@ def claims_show(submission_id: str, as_json: bool = JSON_OPTION) -> None:
         [h["at"], h["actor"], h["from"] or "", h["to"], h["reason"] or ""] for h in data["history"]
     ]
     console.print(table("history", ["at", "actor", "from", "to", "why"], rows))
-
-
-@claims_app.command("decide")
-def claims_decide(
-    submission_id: str,
-    approve: Annotated[bool, typer.Option("--approve/--reject", help="The reviewer's decision.")],
-    reviewer: Annotated[str, typer.Option("--reviewer", help="Who decides (recorded).")],
-    reason: Annotated[
-        Reason, typer.Option("--reason", help="Coded reason of a rejection.")
-    ] = Reason.CRITERIA_NOT_MET,
-    note: Annotated[str, typer.Option("--note", help="Why, in a few words.")] = "",
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """A reviewer decides a claim that the rules sent to needs_review; approval resumes it."""
-    try:
-        with transaction(engine()) as session:
-            claim = claim_service.decide(
-                session, submission_id, approve, reviewer, datetime.now(UTC), reason, note
-            )
-    except (claim_service.ClaimNotFound, ValueError) as error:
-        fail(str(error), "list waiting claims with `huzhu claims show ID`")
-    if claim.state == State.APPROVED:
-        send_step("announce_claim", claim.id)
-    if as_json:
-        print_json(
-            {"submission_id": submission_id, "state": claim.state, "reason_code": claim.reason_code}
-        )
-    else:
-        console.print(f"{submission_id}: {claim.state}")
 
 
 @cycle_app.command("publish")

@@ -27,6 +27,8 @@ class State(StrEnum):
     RECEIVED = "received"
     UNDER_REVIEW = "under_review"
     NEEDS_REVIEW = "needs_review"
+    # A reviewer's rejection, or large approval, waiting for a second reviewer (domain.review).
+    AWAITING_SECOND_REVIEW = "awaiting_second_review"
     APPROVED = "approved"
     REJECTED = "rejected"
     SCHEDULED = "scheduled"  # approved and waiting for the next announcement
@@ -39,7 +41,9 @@ class State(StrEnum):
 TRANSITIONS: dict[State, set[State]] = {
     State.RECEIVED: {State.UNDER_REVIEW, State.REJECTED},
     State.UNDER_REVIEW: {State.APPROVED, State.REJECTED, State.NEEDS_REVIEW},
-    State.NEEDS_REVIEW: {State.APPROVED, State.REJECTED},
+    State.NEEDS_REVIEW: {State.APPROVED, State.REJECTED, State.AWAITING_SECOND_REVIEW},
+    # The second reviewer confirms the first decision, or sends the claim back to a person.
+    State.AWAITING_SECOND_REVIEW: {State.APPROVED, State.REJECTED, State.NEEDS_REVIEW},
     State.APPROVED: {State.SCHEDULED},
     State.SCHEDULED: {State.ANNOUNCED, State.REJECTED},
     State.ANNOUNCED: {State.SETTLED, State.OBJECTED},
@@ -61,7 +65,14 @@ PAYABLE = {
     State.PAID,
 }
 # Not decided yet: an earlier one of these blocks a later claim of the same member.
-UNDECIDED = {State.RECEIVED, State.UNDER_REVIEW, State.NEEDS_REVIEW}
+UNDECIDED = {
+    State.RECEIVED,
+    State.UNDER_REVIEW,
+    State.NEEDS_REVIEW,
+    State.AWAITING_SECOND_REVIEW,
+}
+# Waiting for a person: the review queue's claims.
+WITH_A_PERSON = (State.NEEDS_REVIEW, State.AWAITING_SECOND_REVIEW)
 
 
 class Reason(StrEnum):

@@ -412,6 +412,28 @@ class PlanWindDown(SQLModel, table=True):
     scheduled_by: str = Field(max_length=64)
 
 
+class ReviewTask(SQLModel, table=True):
+    """A claim waiting for a person (domain.review): its deadlines, who has it, and the first
+    reviewer's decision while it waits for the second. Gone once the claim is decided; each step
+    is also in the claim's events, with the reviewer."""
+
+    __table_args__ = (Index("ix_reviewtask_plan_due", "plan", "due_at"),)
+
+    claim_id: int = Field(foreign_key="claim.id", primary_key=True, sa_type=BigInteger)
+    plan: str = Field(max_length=32)
+    stage: str = Field(max_length=8)  # first | second
+    opened_at: datetime = moment()
+    escalate_at: datetime = moment()
+    due_at: datetime = moment()
+    escalated_at: datetime | None = moment(nullable=True)
+    assigned_to: str | None = Field(default=None, max_length=64)
+    assigned_at: datetime | None = moment(nullable=True)
+    first_reviewer: str | None = Field(default=None, max_length=64)
+    first_approve: bool | None = None
+    first_reason: str | None = Field(default=None, max_length=40)
+    first_note: str | None = Field(default=None, max_length=500)
+
+
 class PlanEvent(SQLModel, table=True):
     """Something that happened to a plan as a whole: a wind-down scheduled, a stage reached."""
 

@@ -43,6 +43,9 @@ class Plan:
     jury_min_votes: int
     payout_days: int  # a settled case is paid to the patient within this many days of the close
     tail_days: int  # after a wind-down's end: days from a diagnosis to file its claim (inclusive)
+    review_escalate_hours: int  # a claim waiting this long for a person is escalated
+    review_due_hours: int  # and must be decided by then (domain.review)
+    second_review_from_fen: int  # an approval of this much or more needs a second reviewer
     amounts: tuple[AmountBand, ...]
 
     def can_join_at_age(self, birth_date: date, on: date) -> bool:
@@ -87,6 +90,9 @@ def parse_plan(raw: dict) -> Plan:
             jury_min_votes=raw["jury_min_votes"],
             payout_days=raw["payout_days"],
             tail_days=raw["tail_days"],
+            review_escalate_hours=raw["review_escalate_hours"],
+            review_due_hours=raw["review_due_hours"],
+            second_review_from_fen=raw["second_review_from_fen"],
             amounts=amounts,
         )
     except (KeyError, TypeError) as error:
@@ -101,6 +107,10 @@ def parse_plan(raw: dict) -> Plan:
         raise ValueError(f"plan {code!r}: objections must close by the charge day (1-7 days)")
     if plan.tail_days < 0:
         raise ValueError(f"plan {code!r}: tail_days must be 0 or more")
+    if not 0 < plan.review_escalate_hours <= plan.review_due_hours:
+        raise ValueError(f"plan {code!r}: a review is escalated (after > 0 hours) before it is due")
+    if plan.second_review_from_fen <= 0:
+        raise ValueError(f"plan {code!r}: second_review_from_fen must be more than 0")
     if plan.max_join_age_years >= plan.exit_age_years:
         raise ValueError(f"plan {code!r}: members must be able to join before the exit age")
     return plan

@@ -25,7 +25,7 @@ COMMANDS = [
     ["members", "settle", "M1", *PLAN],
     ["claims", "submit", "claims.jsonl"],
     ["claims", "show", "S1"],
-    ["claims", "decide", "S1", "--approve", "--reviewer", "dr-li"],
+    ["review", "decide", "S1", "--approve", "--reviewer", "dr-li"],
     ["cycle", "publish", *PLAN, "--at", AT],
     ["cycle", "close", *PLAN, "--at", AT],
     ["cycle", "show", *PLAN],

@@ -7,7 +7,7 @@ from broker.hospital import fetch_evidence
 from broker.http import run
 from domain.claims import Reason, State
 from domain.db import commit_without_waiting
-from domain.services import claims, disputes
+from domain.services import claims, disputes, review
 from workers.base import log, moment, now, task_options, unit_of_work
 
 
@@ -68,6 +68,20 @@ def announce_claim(claim_id: int) -> int:
         claim = claims.schedule(session, claim_id, now())
         log.info("claim %s: %s", claim_id, claim.state)
     return claim_id
+
+
+@app.task(**task_options("escalate_reviews"))
+def escalate_reviews(at: str | None = None) -> int:
+    """Every few minutes: claims waiting for a person past their escalation time are escalated
+    (shown first); any waiting without a task gets one."""
+    when = moment(at)
+    with unit_of_work() as session:
+        review.close_decided(session)
+        opened = review.open_tasks(session, when)
+        escalated = review.escalate_overdue(session, when)
+    if escalated:
+        log.warning("escalated reviews: %s", ", ".join(escalated))
+    return opened + len(escalated)
 
 
 @app.task(**task_options("close_juries"))

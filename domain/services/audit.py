@@ -8,6 +8,7 @@ from sqlalchemy import String, case, cast, literal
 from sqlmodel import Session, col, func, or_, select
 
 from domain import accounts
+from domain import review as review_rules
 from domain.claims import PAYABLE, Reason, State
 from domain.models import (
     Charge,
@@ -88,6 +89,7 @@ def audit(session: Session, now: datetime | None = None, *, keys: ProofKeys) -> 
         _members_paid_twice(session)
         + _payouts(session)
         + _claims_moved_once(session)
+        + _four_eyes(session)
         + _waiting_period_refunds(session)
         + _objections_of_decided_cases(session)
         + _entries_of_no_cycle(session)
@@ -327,6 +329,36 @@ ONCE = [
     (State.ANNOUNCED, State.SETTLED),  # shared out
     (State.SETTLED, State.PAID),  # paid
 ]
+
+
+def _four_eyes(session: Session) -> list[str]:
+    """No rejection by a reviewer, and no approval of the plan's threshold or more, rests on one
+    person: each went through awaiting_second_review, and was made final by another reviewer."""
+    decided = [State.APPROVED, State.REJECTED]
+    steps = session.exec(
+        select(ClaimEvent.claim_id, ClaimEvent.from_state, ClaimEvent.to_state, ClaimEvent.actor)
+        .add_columns(Claim.submission_id, Claim.plan, Claim.amount_fen)
+        .join(Claim, col(Claim.id) == ClaimEvent.claim_id)
+        .where(col(ClaimEvent.actor).like("reviewer:%"))
+        .where(col(ClaimEvent.from_state).in_([State.NEEDS_REVIEW, State.AWAITING_SECOND_REVIEW]))
+        .where(col(ClaimEvent.to_state).in_([*decided, State.AWAITING_SECOND_REVIEW]))
+        .order_by(col(ClaimEvent.claim_id), col(ClaimEvent.id))
+    ).all()
+    problems, first_of = [], {}
+    for claim_id, was, to, actor, ref, plan, amount in steps:
+        if (was, to) == (State.NEEDS_REVIEW, State.AWAITING_SECOND_REVIEW):
+            first_of[claim_id] = actor
+        elif was == to:
+            continue  # taken, handed back: a note, not a decision
+        elif was == State.AWAITING_SECOND_REVIEW and first_of.get(claim_id) == actor:
+            problems.append(f"claim {ref}: {actor} gave both decisions (four eyes)")
+        elif (
+            was == State.NEEDS_REVIEW
+            and plan
+            and review_rules.needs_second_review(to == State.APPROVED, amount, get_plan(plan))
+        ):
+            problems.append(f"claim {ref}: {to} by {actor} alone, without a second reviewer")
+    return problems
 
 
 def _claims_moved_once(session: Session) -> list[str]:

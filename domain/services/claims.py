@@ -10,11 +10,13 @@ from datetime import date, datetime
 from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, func, select
 
+from domain import review as review_rules
 from domain.calendar import local_date
 from domain.claims import (
     CONTROL_CHARACTERS,
     PAYABLE,
     UNDECIDED,
+    WITH_A_PERSON,
     WORKING,
     MemberFacts,
     Reason,
@@ -25,11 +27,11 @@ from domain.claims import (
 )
 from domain.illnesses import load_catalog
 from domain.members import ExitReason
-from domain.models import Claim, ClaimEvent, Member
+from domain.models import Claim, ClaimEvent, Member, ReviewTask
 from domain.plans import get_plan
 from domain.records import Evidence
 from domain.services import winddown
-from domain.services.events import move
+from domain.services.events import move, note
 from domain.services.members import exit_moment
 from domain.services.payments import refund_waiting_period_shares
 from domain.services.store import (
@@ -202,7 +204,27 @@ def review_claim(session: Session, claim_id: int, now: datetime, evidence: Evide
     if decision.state == State.APPROVED:
         claim.decided_at = now
     move(session, claim, decision.state, "rules", now, decision.detail or None)
+    if decision.state == State.NEEDS_REVIEW:
+        queue_for_a_person(session, claim, now)
     return claim
+
+
+def queue_for_a_person(session: Session, claim: Claim, now: datetime) -> ReviewTask:
+    """Put a claim waiting for a person in the review queue, with the plan's deadlines."""
+    assert claim.id is not None and claim.plan
+    due = review_rules.deadlines(now, get_plan(claim.plan))
+    task = ReviewTask(
+        claim_id=claim.id,
+        plan=claim.plan,
+        stage="second" if claim.state == State.AWAITING_SECOND_REVIEW else "first",
+        opened_at=now,
+        escalate_at=due.escalate_at,
+        due_at=due.due_at,
+    )
+    session.add(task)
+    when = f"escalated {due.escalate_at.isoformat()}, due {due.due_at.isoformat()}"
+    note(session, claim, "review", now, f"queued: {when}")
+    return task
 
 
 def decide(
@@ -214,9 +236,10 @@ def decide(
     reason: Reason = Reason.CRITERIA_NOT_MET,
     note: str = "",
 ) -> Claim:
-    """A reviewer's decision on a claim in needs_review; resumes its way when approved."""
+    """A reviewer's decision on a claim waiting for a person, made final; resumes its way when
+    approved. The review queue (domain.services.review) decides when a decision is final."""
     claim = find_claim(session, submission_id, lock=True)
-    if claim.state != State.NEEDS_REVIEW:
+    if claim.state not in WITH_A_PERSON:
         raise ValueError(f"claim {submission_id} is {claim.state}, not waiting for a reviewer")
     actor = f"reviewer:{reviewer}"
     if not approve:
@@ -358,11 +381,3 @@ def evidence_request(session: Session, claim_id: int) -> EvidenceRequest | None:
     member_ref, icd10, diagnosed_on, joined_at = row
     assert icd10 and diagnosed_on
     return EvidenceRequest(member_ref, icd10, diagnosed_on, local_date(joined_at))
-
-
-def review_queue(session: Session, limit: int, after: int | None = None) -> list[Claim]:
-    """Claims waiting for a reviewer, oldest first (cursor: the last claim id seen)."""
-    query = select(Claim).where(Claim.state == State.NEEDS_REVIEW)
-    if after is not None:
-        query = query.where(Claim.id > after)
-    return list(session.exec(query.order_by(col(Claim.id)).limit(limit)).all())

@@ -14,7 +14,13 @@ from domain.sharing import compute_share
 # Cases already announced belong to the cycle being charged now, not to the next one; an
 # objected case joins the next one only if its objection is dismissed.
 CERTAIN = [State.APPROVED, State.SCHEDULED]
-UNCERTAIN = [State.RECEIVED, State.UNDER_REVIEW, State.NEEDS_REVIEW, State.OBJECTED]
+UNCERTAIN = [
+    State.RECEIVED,
+    State.UNDER_REVIEW,
+    State.NEEDS_REVIEW,
+    State.AWAITING_SECOND_REVIEW,
+    State.OBJECTED,
+]
 
 
 def forecast_share(session: Session, plan_code: str, today: date) -> dict:

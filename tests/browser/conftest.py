@@ -157,12 +157,14 @@ def site(tmp_path_factory) -> Iterator[Site]:
         wait_for_state(served, "app-1", patient, "announced")
         served.serve("--clock-at", f"{served.announce_on + timedelta(days=1)}T10:00:00+08:00")
         # Rejected on the rehearsal clock, so that the 30 days to ask a jury run from there.
-        decided = httpx.post(
-            f"{served.url}/v1/review/claims/app-2/decision",
-            json={"approve": False, "reason": "criteria_not_met"},
-            headers=served.token("DR-WANG", "reviewer"),
-        )
-        assert decided.status_code == 200, decided.text
+        for reviewer in ("DR-WANG", "DR-LI"):  # a rejection rests on two reviewers
+            decided = httpx.post(
+                f"{served.url}/v1/review/claims/app-2/decision",
+                json={"approve": False, "reason": "criteria_not_met"},
+                headers=served.token(reviewer, "reviewer"),
+            )
+            assert decided.status_code == 200, decided.text
+        assert decided.json()["state"] == "rejected"
         yield served
     finally:
         served.stop()

@@ -104,13 +104,21 @@ def test_members_object_once_to_announced_cases_and_a_reviewer_decides(stack, to
         assert [c["submission_id"] for c in queue] == ["waiting"]
         assert api.get("/v1/review/claims", headers=claimant).status_code == 403
         reject = {"approve": False, "reason": "criteria_not_met", "note": "not severe enough"}
-        decided = api.post("/v1/review/claims/waiting/decision", json=reject, headers=reviewer)
+        first = api.post("/v1/review/claims/waiting/decision", json=reject, headers=reviewer)
+        assert first.json()["state"] == "awaiting_second_review"  # a rejection: four eyes
+        alone = api.post("/v1/review/claims/waiting/decision", json=reject, headers=reviewer)
+        assert alone.status_code == 409 and "four eyes" in alone.json()["detail"]
+        [waiting] = api.get("/v1/review/claims", headers=reviewer).json()
+        assert (waiting["stage"], waiting["first_reviewer"]) == ("second", "DR-LI")
+        assert waiting["first_decision"] == "reject: criteria_not_met"
+        checker = tokens("DR-WANG", "reviewer")
+        decided = api.post("/v1/review/claims/waiting/decision", json=reject, headers=checker)
         assert decided.json() == {
             "submission_id": "waiting",
             "state": "rejected",
             "reason_code": "criteria_not_met",
         }
-        twice = api.post("/v1/review/claims/waiting/decision", json=reject, headers=reviewer)
+        twice = api.post("/v1/review/claims/waiting/decision", json=reject, headers=checker)
         assert twice.status_code == 409
         assert (
             api.post("/v1/review/claims/nope/decision", json=reject, headers=reviewer).status_code
@@ -132,10 +140,10 @@ def test_the_applicant_asks_a_jury_and_certified_members_vote_once(stack, tokens
     with serving() as api:
         reviewer = tokens("DR-LI", "reviewer")
         reject = {"approve": False, "reason": "criteria_not_met"}
-        assert (
-            api.post("/v1/review/claims/denied/decision", json=reject, headers=reviewer).status_code
-            == 200
-        )
+        for who in (reviewer, tokens("DR-WANG", "reviewer")):  # a rejection rests on two people
+            decided = api.post("/v1/review/claims/denied/decision", json=reject, headers=who)
+            assert decided.status_code == 200, decided.text
+        assert decided.json()["state"] == "rejected"
         seen = api.get("/v1/claims/denied", headers=applicant).json()
         assert seen["reason_code"] == "criteria_not_met" and seen["reason"]
         assert api.post("/v1/claims/denied/jury", headers=j1).status_code == 404  # not theirs

@@ -83,8 +83,14 @@ def test_a_members_way_through_the_api(stack, worker, tokens):
         assert api.post(url, json=dismiss, headers=reviewer).json()["status"] == "dismissed"
 
         reject = {"approve": False, "reason": "criteria_not_met", "note": "stage not reached"}
-        decided = api.post("/v1/review/claims/d-1/decision", json=reject, headers=reviewer)
-        assert decided.json()["state"] == "rejected"
+        first = api.post("/v1/review/claims/d-1/decision", json=reject, headers=reviewer)
+        assert first.json().get("state") == "awaiting_second_review", first.text
+        status = api.get("/v1/claims/d-1", headers=denied).json()
+        assert status["decision_due_at"] and status["state"] == "awaiting_second_review"
+        checker = tokens("DR-LI", "reviewer")
+        decided = api.post("/v1/review/claims/d-1/decision", json=reject, headers=checker)
+        assert decided.json()["state"] == "rejected", decided.text
+        assert api.get("/v1/claims/d-1", headers=denied).json()["decision_due_at"] is None
         jury = api.post("/v1/claims/d-1/jury", headers=denied)
         assert jury.status_code == 201, jury.text
         votes = f"/v1/juries/{jury.json()['jury_id']}/votes"

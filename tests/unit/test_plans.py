@@ -130,6 +130,9 @@ def raw_plan(**changes: object) -> dict[str, object]:
         "jury_min_votes": 100,
         "payout_days": 7,
         "tail_days": 180,
+        "review_escalate_hours": 48,
+        "review_due_hours": 72,
+        "second_review_from_fen": 30_000_000,
         "amount": [{"min_age": 18, "max_age": 50, "severity": "severe", "amount_fen": 100}],
     }
     base.update(changes)

@@ -1,0 +1,204 @@
+"""The review queue in the database: claims waiting for a person with their deadlines, taken,
+handed back and decided by reviewers, four eyes on rejections and large approvals
+(domain.review's rules). Each step is an event of the claim, with the reviewer."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from domain import review
+from domain.claims import WITH_A_PERSON, Reason, State
+from domain.models import Claim, ReviewTask
+from domain.plans import get_plan
+from domain.services import claims as claim_service
+from domain.services.events import move, note
+from domain.services.store import load_for_update
+
+FIRST, SECOND = "first", "second"  # the task's stage, as queue_for_a_person sets it
+
+
+class Refused(ValueError):
+    """A step a reviewer may not take now; the message says why."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    task: ReviewTask
+    claim: Claim
+
+    def overdue(self, now: datetime) -> bool:
+        return now >= self.task.due_at
+
+
+def open_tasks(session: Session, now: datetime) -> int:
+    """Give every claim waiting for a person that has no task one, with the plan's deadlines
+    from `now` (right after review, and on the beat's sweep for any missed); returns how many."""
+    waiting = session.exec(
+        select(Claim)
+        .where(col(Claim.state).in_(list(WITH_A_PERSON)))
+        .where(~select(ReviewTask.claim_id).where(ReviewTask.claim_id == Claim.id).exists())
+    ).all()
+    for claim in waiting:
+        claim_service.queue_for_a_person(session, claim, now)
+    return len(waiting)
+
+
+def escalate_overdue(session: Session, now: datetime) -> list[str]:
+    """Escalate every task past its escalation time (once each); returns their submission ids."""
+    due = session.exec(
+        select(ReviewTask, Claim)
+        .join(Claim, col(Claim.id) == ReviewTask.claim_id)
+        .where(col(ReviewTask.escalated_at).is_(None), ReviewTask.escalate_at <= now)
+    ).all()
+    for task, claim in due:
+        task.escalated_at = now
+        session.add(task)
+        note(session, claim, "review", now, f"escalated: due {task.due_at.isoformat()}")
+    return [claim.submission_id for _, claim in due]
+
+
+def queue(session: Session, plan: str | None = None, limit: int = 50) -> list[Waiting]:
+    """What waits for a person: escalated first, then by due time."""
+    query = select(ReviewTask, Claim).join(Claim, col(Claim.id) == ReviewTask.claim_id)
+    if plan is not None:
+        query = query.where(ReviewTask.plan == plan)
+    query = query.order_by(
+        col(ReviewTask.escalated_at).is_(None), col(ReviewTask.due_at), col(ReviewTask.claim_id)
+    )
+    return [Waiting(task, claim) for task, claim in session.exec(query.limit(limit)).all()]
+
+
+def task_of(session: Session, claim_id: int) -> ReviewTask | None:
+    return session.get(ReviewTask, claim_id)
+
+
+def _waiting(session: Session, submission_id: str) -> tuple[Claim, ReviewTask]:
+    claim = claim_service.find_claim(session, submission_id, lock=True)
+    if claim.state not in WITH_A_PERSON:
+        raise Refused(f"claim {submission_id} is {claim.state}, not waiting for a reviewer")
+    assert claim.id is not None
+    task = load_for_update(session, ReviewTask, claim.id)
+    if task is None:  # sent to a person a moment ago: its task is opened now
+        open_tasks(session, claim.updated_at)
+        task = load_for_update(session, ReviewTask, claim.id)
+    assert task is not None
+    return claim, task
+
+
+def take(session: Session, submission_id: str, reviewer: str, now: datetime) -> Claim:
+    """The reviewer takes the claim: it is theirs until they decide it or hand it back."""
+    claim, task = _waiting(session, submission_id)
+    if why := review.take_refusal(reviewer, task.assigned_to, task.first_reviewer):
+        raise Refused(f"claim {submission_id}: {why}")
+    if task.assigned_to != reviewer:
+        task.assigned_to, task.assigned_at = reviewer, now
+        session.add(task)
+        note(session, claim, f"reviewer:{reviewer}", now, f"taken ({task.stage} review)")
+    return claim
+
+
+def release(session: Session, submission_id: str, reviewer: str, now: datetime) -> Claim:
+    """The reviewer hands the claim back to the queue, for anyone to take."""
+    claim, task = _waiting(session, submission_id)
+    if task.assigned_to != reviewer:
+        held = f"taken by {task.assigned_to}" if task.assigned_to else "not taken"
+        raise Refused(f"claim {submission_id} is {held}; only its reviewer hands it back")
+    task.assigned_to, task.assigned_at = None, None
+    session.add(task)
+    note(session, claim, f"reviewer:{reviewer}", now, "handed back")
+    return claim
+
+
+def decide(
+    session: Session,
+    submission_id: str,
+    approve: bool,
+    reviewer: str,
+    now: datetime,
+    reason: Reason = Reason.CRITERIA_NOT_MET,
+    reviewer_note: str = "",
+) -> Claim:
+    """A reviewer's decision. The first on a rejection or a large approval waits for a second
+    reviewer; the second, if the same, makes it final, and if not sends the claim back."""
+    claim, task = _waiting(session, submission_id)
+    take(session, submission_id, reviewer, now)
+    plan = get_plan(task.plan)
+    if task.stage == FIRST and review.needs_second_review(approve, claim.amount_fen, plan):
+        _await_second(session, claim, task, approve, reason, reviewer_note, reviewer, now)
+        return claim
+    if task.stage == SECOND and approve != task.first_approve:
+        _send_back(session, claim, task, approve, reviewer, now)
+        return claim
+    if task.stage == SECOND and not approve:
+        reason = Reason(task.first_reason or reason)
+        reviewer_note = reviewer_note or task.first_note or ""
+    _close(session, claim)
+    return claim_service.decide(
+        session, submission_id, approve, reviewer, now, reason, reviewer_note
+    )
+
+
+def _await_second(
+    session: Session,
+    claim: Claim,
+    task: ReviewTask,
+    approve: bool,
+    reason: Reason,
+    reviewer_note: str,
+    reviewer: str,
+    now: datetime,
+) -> None:
+    due = review.deadlines(now, get_plan(task.plan))
+    task.stage, task.first_reviewer, task.first_approve = SECOND, reviewer, approve
+    task.first_reason = None if approve else str(reason)
+    task.first_note = reviewer_note or None
+    task.assigned_to = task.assigned_at = task.escalated_at = None
+    task.opened_at, task.escalate_at, task.due_at = now, due.escalate_at, due.due_at
+    session.add(task)
+    what = "approve" if approve else f"reject ({reason})"
+    move(
+        session,
+        claim,
+        State.AWAITING_SECOND_REVIEW,
+        f"reviewer:{reviewer}",
+        now,
+        f"first review: {what}{': ' + reviewer_note if reviewer_note else ''}; a second "
+        "reviewer decides",
+    )
+
+
+def _send_back(
+    session: Session, claim: Claim, task: ReviewTask, approve: bool, reviewer: str, now: datetime
+) -> None:
+    """Two reviewers disagree: back to the queue for a first review again, escalated, with both
+    opinions in the claim's history."""
+    first = "approve" if task.first_approve else f"reject ({task.first_reason})"
+    task.stage, task.first_reviewer, task.first_approve = FIRST, None, None
+    task.first_reason = task.first_note = None
+    task.assigned_to = task.assigned_at = None
+    task.escalated_at = now
+    session.add(task)
+    move(
+        session,
+        claim,
+        State.NEEDS_REVIEW,
+        f"reviewer:{reviewer}",
+        now,
+        f"second review: {'approve' if approve else 'reject'}, against the first ({first}); "
+        "back to the queue, escalated",
+    )
+
+
+def _close(session: Session, claim: Claim) -> None:
+    session.execute(delete(ReviewTask).where(col(ReviewTask.claim_id) == claim.id))
+
+
+def close_decided(session: Session) -> int:
+    """Tasks of claims no longer waiting for a person (decided some other way): removed."""
+    done = select(Claim.id).where(col(Claim.state).not_in(list(WITH_A_PERSON)))
+    gone = session.execute(
+        delete(ReviewTask).where(col(ReviewTask.claim_id).in_(done.scalar_subquery()))
+    )
+    return gone.rowcount

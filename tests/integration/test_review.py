@@ -1,0 +1,160 @@
+"""The review queue: claims the rules send to a person get the plan's deadlines, are taken,
+handed back and decided; a rejection and a large approval rest on two reviewers (four eyes),
+who may disagree; overdue claims are escalated and shown first; the audit fails on a decision
+that rested on one person."""
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from broker.database import engine
+from broker.proofkeys import proof_keys
+from broker.submit import send_step
+from domain.db import transaction
+from domain.models import Claim, ClaimEvent, ReviewTask
+from domain.services import audit as audit_service
+from domain.services import claims as claim_service
+from domain.services import review
+from tests.integration.scenario import enrol, membership, reviewer_code, submission
+from tests.integration.support import run_worker, wait_until
+from tests.integration.test_disputes import NOW_UTC, claim_through_rules
+
+LATER = NOW_UTC + timedelta(hours=1)
+
+
+def waiting(sid: str, ref: str, at=NOW_UTC) -> int:
+    claim_id = claim_through_rules(submission(sid, ref, reviewer_code()), at)
+    assert state(sid) == "needs_review"
+    return claim_id
+
+
+def state(sid: str) -> str:
+    with transaction(engine()) as session:
+        return claim_service.find_claim(session, sid).state
+
+
+def step(work, *args):
+    with transaction(engine()) as session:
+        return work(session, *args)
+
+
+def queue() -> list[tuple[str, str, bool, str | None]]:
+    with transaction(engine()) as session:
+        return [
+            (
+                w.claim.submission_id,
+                w.task.stage,
+                w.task.escalated_at is not None,
+                w.task.assigned_to,
+            )
+            for w in review.queue(session)
+        ]
+
+
+def problems() -> list[str]:
+    with transaction(engine()) as session:
+        return audit_service.audit(session, keys=proof_keys()).problems
+
+
+def test_a_claim_for_a_person_gets_the_plans_deadlines_and_one_reviewer_at_a_time(sqlite_stack):
+    enrol(membership(30, 0))
+    claim_id = waiting("first", "C0005")
+    waiting("second", "C0006", LATER)
+    with transaction(engine()) as session:
+        task = session.get(ReviewTask, claim_id)
+        assert task.due_at - task.opened_at == timedelta(hours=72)
+        assert task.escalate_at - task.opened_at == timedelta(hours=48)
+    assert [q[0] for q in queue()] == ["first", "second"]  # by due time
+    step(review.take, "first", "dr-li", LATER)
+    with pytest.raises(review.Refused, match="taken by dr-li"):
+        step(review.take, "first", "dr-wang", LATER)
+    with pytest.raises(review.Refused, match="taken by dr-li"):
+        step(review.decide, "first", True, "dr-wang", LATER)
+    with pytest.raises(review.Refused, match="only its reviewer"):
+        step(review.release, "first", "dr-wang", LATER)
+    step(review.release, "first", "dr-li", LATER)
+    step(review.take, "first", "dr-wang", LATER)
+    assert queue()[0] == ("first", "first", False, "dr-wang")
+    with transaction(engine()) as session:  # each step an event with its reviewer
+        actors = session.exec(select(ClaimEvent.actor).where(ClaimEvent.claim_id == claim_id))
+        assert {"reviewer:dr-li", "reviewer:dr-wang"} <= set(actors)
+
+
+def test_overdue_claims_are_escalated_once_and_shown_first(sqlite_stack):
+    enrol(membership(30, 0))
+    waiting("early", "C0005")
+    waiting("late", "C0006", NOW_UTC + timedelta(hours=2))
+    assert step(review.escalate_overdue, NOW_UTC + timedelta(hours=49)) == ["early"]
+    assert step(review.escalate_overdue, NOW_UTC + timedelta(hours=49)) == []  # once
+    assert step(review.escalate_overdue, NOW_UTC + timedelta(hours=51)) == ["late"]
+    with transaction(engine()) as session:
+        shown = review.queue(session)
+        assert [w.overdue(NOW_UTC + timedelta(hours=73)) for w in shown] == [True, False]
+
+
+def test_a_large_approval_waits_for_a_second_reviewer_who_is_not_the_first(sqlite_stack):
+    enrol(membership(30, 0))
+    waiting("big", "C0005")  # 35 years old: 300,000 yuan, the plan's threshold
+    first = step(review.decide, "big", True, "dr-li", LATER)
+    assert first.state == "awaiting_second_review" and first.amount_fen == 30_000_000
+    with pytest.raises(review.Refused, match="four eyes"):
+        step(review.decide, "big", True, "dr-li", LATER)
+    assert queue() == [("big", "second", False, None)]
+    assert step(review.decide, "big", True, "dr-wang", LATER).state == "approved"
+    assert queue() == [] and problems() == []
+
+
+def test_an_approval_under_the_threshold_rests_on_one_reviewer(sqlite_stack):
+    enrol(membership(30, 0))
+    waiting("small", "C0015")  # 45 years old: 100,000 yuan
+    assert step(review.decide, "small", True, "dr-li", LATER).state == "approved"
+    assert problems() == []
+
+
+def test_reviewers_who_disagree_send_the_claim_back_to_the_queue_escalated(sqlite_stack):
+    enrol(membership(30, 0))
+    waiting("split", "C0005")
+    step(review.decide, "split", False, "dr-li", LATER)  # a rejection: four eyes
+    back = step(review.decide, "split", True, "dr-wang", LATER)
+    assert back.state == "needs_review"
+    assert queue() == [("split", "first", True, None)]
+    # dr-li may look again at a claim back in the queue; a third reviewer confirms.
+    step(review.decide, "split", False, "dr-zhao", LATER)
+    final = step(review.decide, "split", False, "dr-li", LATER)
+    assert (final.state, final.reason_code) == ("rejected", "criteria_not_met")
+    assert problems() == []
+
+
+def test_the_audit_fails_on_a_decision_that_rested_on_one_person(sqlite_stack):
+    enrol(membership(30, 0))
+    waiting("alone", "C0005")
+    waiting("same", "C0006")
+    step(claim_service.decide, "alone", False, "dr-li", LATER)  # past the queue, as a bug would
+    step(review.decide, "same", False, "dr-li", LATER)
+    with transaction(engine()) as session:  # the second decision by the first reviewer
+        claim_service.decide(session, "same", False, "dr-li", LATER)
+    found = problems()
+    assert "claim alone: rejected by reviewer:dr-li alone, without a second reviewer" in found
+    assert "claim same: reviewer:dr-li gave both decisions (four eyes)" in found
+
+
+def test_the_beat_task_escalates_an_overdue_claim_on_the_fleet(postgres_stack):
+    enrol(membership(30, 0))
+    claim_id = waiting("overdue", "C0005")
+    workers = run_worker(postgres_stack, concurrency=1)
+    next(workers)
+    try:
+        send_step("escalate_reviews", (NOW_UTC + timedelta(hours=49)).isoformat())
+
+        def escalated():
+            with transaction(engine()) as session:
+                return session.get(ReviewTask, claim_id).escalated_at
+
+        wait_until(escalated, 60, "the claim escalated")
+    finally:
+        workers.close()
+    with transaction(engine()) as session:
+        notes = session.exec(select(ClaimEvent.reason).where(ClaimEvent.claim_id == claim_id))
+        assert any(n and n.startswith("escalated") for n in notes)
+        assert session.get(Claim, claim_id).state == "needs_review"
