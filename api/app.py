@@ -3,6 +3,7 @@ disputes and staff; every error is RFC 9457 problem+json."""
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from api import (
     accesslog,
@@ -18,6 +19,7 @@ from api import (
 )
 from api.auth import public_key
 from api.bodylimit import BodyLimit
+from api.metrics import metrics_endpoint
 from api.problems import RESPONSES, ProblemDetails, install
 from broker.proofkeys import proof_secret
 from broker.settings import get_settings
@@ -45,6 +47,8 @@ def create_app() -> FastAPI:
     for module in (public, members, claims, disputes, staff, proofs, winddown):
         app.include_router(module.router)
     pages.install(app)  # the member's pages on the same handlers, under /app
+    # For Prometheus; the proxy in front keeps it internal.
+    app.router.routes.append(Route("/metrics", metrics_endpoint(), include_in_schema=False))
     _declare_problems(app)
     return app
 

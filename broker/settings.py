@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # tree heads. Empty on the embedded default: both made once in data_dir.
     proof_secret: SecretStr = SecretStr("")
     log_key_file: Path | None = None
+    # The key of the review's sample draw (domain.review.sample_draw): the same key draws the
+    # same claims again; secret on the fleet, so that no one picks a submission id to avoid it.
+    review_sample_seed: SecretStr = SecretStr("embedded-default")
     # The members' pages' own origin as browsers see it (e.g. https://huzhu.example), when a
     # proxy in front does not pass the Host on: forms are taken from this origin only. Empty:
     # the request's own host.

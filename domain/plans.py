@@ -46,6 +46,8 @@ class Plan:
     review_escalate_hours: int  # a claim waiting this long for a person is escalated
     review_due_hours: int  # and must be decided by then (domain.review)
     second_review_from_fen: int  # an approval of this much or more needs a second reviewer
+    sample_rate_bp: int  # the share of the rules' approvals drawn for a second look
+    sample_above_fen: int  # and every one of more than this
     amounts: tuple[AmountBand, ...]
 
     def can_join_at_age(self, birth_date: date, on: date) -> bool:
@@ -93,6 +95,8 @@ def parse_plan(raw: dict) -> Plan:
             review_escalate_hours=raw["review_escalate_hours"],
             review_due_hours=raw["review_due_hours"],
             second_review_from_fen=raw["second_review_from_fen"],
+            sample_rate_bp=raw["sample_rate_bp"],
+            sample_above_fen=raw["sample_above_fen"],
             amounts=amounts,
         )
     except (KeyError, TypeError) as error:
@@ -109,6 +113,8 @@ def parse_plan(raw: dict) -> Plan:
         raise ValueError(f"plan {code!r}: tail_days must be 0 or more")
     if not 0 < plan.review_escalate_hours <= plan.review_due_hours:
         raise ValueError(f"plan {code!r}: a review is escalated (after > 0 hours) before it is due")
+    if not 0 <= plan.sample_rate_bp <= 10_000:
+        raise ValueError(f"plan {code!r}: sample_rate_bp must be 0 to 10,000 (100%)")
     if plan.second_review_from_fen <= 0:
         raise ValueError(f"plan {code!r}: second_review_from_fen must be more than 0")
     if plan.max_join_age_years >= plan.exit_age_years:

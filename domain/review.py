@@ -6,8 +6,13 @@ escalation time (the plan's, in plans.toml); a reviewer takes it, decides it or 
 A rejection, or an approval of at least the plan's `second_review_from_fen`, then waits in
 `awaiting_second_review` for a reviewer who is not the first: the same decision makes it final,
 a different one sends the claim back to `needs_review`, escalated, with both opinions kept.
+
+A share of the approvals the rules make alone (and every one above a value threshold) is drawn
+for a second look before its announcement: it waits in `needs_review` like the others.
 """
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,4 +48,21 @@ def take_refusal(reviewer: str, assigned_to: str | None, first_reviewer: str | N
             f"{reviewer} gave the first decision; a second reviewer who is not the first must "
             "give the second (four eyes)"
         )
+    return None
+
+
+def sample_draw(seed: bytes, plan: str, submission_id: str) -> float:
+    """The claim's draw in [0, 1): the same for the same seed and claim, so a sample can be
+    drawn again and checked; keyed, so that no one can choose a submission id to avoid it."""
+    digest = hmac.new(seed, f"{plan}\n{submission_id}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def sampling_reason(draw: float, amount_fen: int | None, plan: Plan) -> str | None:
+    """Why an approval by the rules alone is drawn for a second look before its announcement
+    (the plan's share of them, and every one above its value threshold), or None."""
+    if (amount_fen or 0) > plan.sample_above_fen:
+        return f"sampled: {amount_fen} fen is above {plan.sample_above_fen}"
+    if draw < plan.sample_rate_bp / 10_000:
+        return f"sampled: draw {draw:.6f} < {plan.sample_rate_bp / 100:g}%"
     return None

@@ -5,6 +5,7 @@ from celery import Task
 from broker.app import app
 from broker.hospital import fetch_evidence
 from broker.http import run
+from broker.settings import get_settings
 from domain.claims import Reason, State
 from domain.db import commit_without_waiting
 from domain.services import claims, disputes, review
@@ -54,7 +55,8 @@ def review_claim(self: Task, claim_id: int) -> int:
         return claim_id
     evidence = run(fetch_evidence(request))
     with unit_of_work() as session:
-        claim = claims.review_claim(session, claim_id, now(), evidence)
+        seed = get_settings().review_sample_seed.get_secret_value().encode()
+        claim = claims.review_claim(session, claim_id, now(), evidence, seed)
         log.info("claim %s reviewed: %s %s", claim_id, claim.state, claim.reason_code or "")
         refund = claim.reason_code == Reason.INSIDE_WAITING_PERIOD
     if refund:

@@ -51,6 +51,10 @@ class ClaimNotFound(LookupError):
     pass
 
 
+# The rules' event of an approval the sample draws for a person (its reason begins so).
+SAMPLED = "approved by the rules; "
+
+
 def submission_key(raw: str) -> str:
     """The submission's own id when it has a usable one, else a stable hash of the raw text.
 
@@ -175,9 +179,16 @@ def accept(session: Session, claim_id: int, now: datetime) -> Claim:
     return claim
 
 
-def review_claim(session: Session, claim_id: int, now: datetime, evidence: Evidence) -> Claim:
+def review_claim(
+    session: Session,
+    claim_id: int,
+    now: datetime,
+    evidence: Evidence,
+    sample_seed: bytes | None = None,
+) -> Claim:
     """Medical review by the plan's rules and the hospital's records;
-    under_review -> approved | rejected | needs_review."""
+    under_review -> approved | rejected | needs_review. With `sample_seed`, an approval the
+    draw picks goes to a person for a second look (domain.review) instead."""
     claim = _locked(session, claim_id)
     if claim.state != State.UNDER_REVIEW:
         return claim
@@ -200,6 +211,14 @@ def review_claim(session: Session, claim_id: int, now: datetime, evidence: Evide
     if decision.state == State.REJECTED:
         assert decision.reason is not None
         reject(session, claim, decision.reason, decision.detail, "rules", now)
+        return claim
+    sampled = None
+    if decision.state == State.APPROVED and sample_seed is not None:
+        draw = review_rules.sample_draw(sample_seed, claim.plan, claim.submission_id)
+        sampled = review_rules.sampling_reason(draw, claim.amount_fen, get_plan(claim.plan))
+    if sampled:
+        move(session, claim, State.NEEDS_REVIEW, "rules", now, f"{SAMPLED}{sampled}")
+        queue_for_a_person(session, claim, now)
         return claim
     if decision.state == State.APPROVED:
         claim.decided_at = now

@@ -6,17 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from domain import review
-from domain.claims import WITH_A_PERSON, Reason, State
-from domain.models import Claim, ReviewTask
+from domain.claims import PAYABLE, WITH_A_PERSON, Reason, State
+from domain.models import Claim, ClaimEvent, ReviewTask
 from domain.plans import get_plan
 from domain.services import claims as claim_service
 from domain.services.events import move, note
 from domain.services.store import load_for_update
 
 FIRST, SECOND = "first", "second"  # the task's stage, as queue_for_a_person sets it
+SAMPLED = claim_service.SAMPLED  # how the rules' event names an approval drawn for a person
 
 
 class Refused(ValueError):
@@ -202,3 +203,70 @@ def close_decided(session: Session) -> int:
         delete(ReviewTask).where(col(ReviewTask.claim_id).in_(done.scalar_subquery()))
     )
     return gone.rowcount
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    plan: str
+    stage: str
+    waiting: int
+    overdue: int
+    escalated: int
+    oldest_opened_at: datetime | None
+
+
+def queue_figures(session: Session, now: datetime) -> list[QueueFigures]:
+    """The queue by plan and stage: how many wait, how many are overdue or escalated, and when
+    the oldest was opened (one aggregate over the tasks)."""
+    rows = session.exec(
+        select(
+            ReviewTask.plan,
+            ReviewTask.stage,
+            func.count(),
+            func.count().filter(ReviewTask.due_at <= now),
+            func.count().filter(col(ReviewTask.escalated_at).is_not(None)),
+            func.min(ReviewTask.opened_at),
+        ).group_by(ReviewTask.plan, ReviewTask.stage)
+    ).all()
+    return [QueueFigures(*row) for row in rows]
+
+
+def decisions_by_reviewer(session: Session) -> dict[str, int]:
+    """Decisions each reviewer gave (first, second or sole), from the claims' events."""
+    rows = session.exec(
+        select(ClaimEvent.actor, func.count())
+        .where(col(ClaimEvent.from_state).in_(list(WITH_A_PERSON)))
+        .where(col(ClaimEvent.to_state).in_([State.APPROVED, State.REJECTED, *WITH_A_PERSON]))
+        .where(col(ClaimEvent.from_state) != col(ClaimEvent.to_state))
+        .where(col(ClaimEvent.actor).like("reviewer:%"))
+        .group_by(ClaimEvent.actor)
+    ).all()
+    return {actor.removeprefix("reviewer:"): n for actor, n in rows}
+
+
+@dataclass(frozen=True)
+class SampleFigures:
+    sampled: int
+    confirmed: int
+    overturned: int
+
+    @property
+    def overturn_rate(self) -> float | None:
+        decided = self.confirmed + self.overturned
+        return self.overturned / decided if decided else None
+
+
+def sample_figures(session: Session) -> SampleFigures:
+    """The rules' approvals drawn for a second look, and how many a person confirmed (went on
+    to be paid) or overturned (rejected)."""
+    drawn = select(ClaimEvent.claim_id).where(
+        col(ClaimEvent.reason).like(f"{SAMPLED}%"), ClaimEvent.actor == "rules"
+    )
+    sampled, confirmed, overturned = session.exec(
+        select(
+            func.count(),
+            func.count().filter(col(Claim.state).in_(list(PAYABLE))),
+            func.count().filter(Claim.state == State.REJECTED),
+        ).where(col(Claim.id).in_(drawn.scalar_subquery()))
+    ).one()
+    return SampleFigures(sampled, confirmed, overturned)

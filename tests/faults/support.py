@@ -8,10 +8,13 @@ from sqlmodel import func, select
 
 from broker.database import engine
 from broker.proofkeys import proof_keys
+from broker.settings import get_settings
 from broker.submit import send_step
 from domain.claims import WORKING
 from domain.db import transaction
 from domain.models import ChargeChunk, Claim
+from domain.plans import get_plan
+from domain.review import sample_draw, sampling_reason
 from domain.services import audit
 from tests.integration import support
 
@@ -53,6 +56,18 @@ def all_decided() -> bool | None:
 def counts() -> dict[str, int]:
     with transaction(engine()) as session:
         return dict(session.exec(select(Claim.state, func.count()).group_by(Claim.state)).all())
+
+
+def approved_by_the_rules(submission_ids: list[str], plan: str = "critical-illness") -> dict:
+    """The states of claims the rules approve: scheduled, or waiting for a person where the
+    sample draws them for a second look (the same seed draws the same claims)."""
+    seed = get_settings().review_sample_seed.get_secret_value().encode()
+    rules = get_plan(plan)
+    sampled = sum(
+        1 for sid in submission_ids if sampling_reason(sample_draw(seed, plan, sid), 0, rules)
+    )
+    found = {"scheduled": len(submission_ids) - sampled, "needs_review": sampled}
+    return {state: n for state, n in found.items() if n}
 
 
 def chunks_done() -> int:

@@ -13,10 +13,14 @@ from broker.proofkeys import proof_keys
 from broker.submit import send_step
 from domain.db import transaction
 from domain.models import Claim, ClaimEvent, ReviewTask
+from domain.plans import get_plan
+from domain.records import Condition, Evidence, Reply
+from domain.review import sample_draw, sampling_reason
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import review
-from tests.integration.scenario import enrol, membership, reviewer_code, submission
+from tests.integration.api_support import serving
+from tests.integration.scenario import CRITICAL, enrol, membership, reviewer_code, submission
 from tests.integration.support import run_worker, wait_until
 from tests.integration.test_disputes import NOW_UTC, claim_through_rules
 
@@ -158,3 +162,50 @@ def test_the_beat_task_escalates_an_overdue_claim_on_the_fleet(postgres_stack):
         notes = session.exec(select(ClaimEvent.reason).where(ClaimEvent.claim_id == claim_id))
         assert any(n and n.startswith("escalated") for n in notes)
         assert session.get(Claim, claim_id).state == "needs_review"
+
+
+SEED = b"a test's seed"
+
+
+def drawn_and_not() -> tuple[str, str]:
+    """A submission id the seed draws for a second look, and one it does not."""
+    rules = get_plan(CRITICAL)
+    ids = [f"s-{n}" for n in range(200)]
+    picked = [i for i in ids if sampling_reason(sample_draw(SEED, CRITICAL, i), 0, rules)]
+    return picked[0], next(i for i in ids if i not in picked)
+
+
+def reviewed_with_the_sample(sid: str, ref: str) -> Claim:
+    with transaction(engine()) as session:
+        claim_id, _ = claim_service.record_submission(session, submission(sid, ref, "C73"), NOW_UTC)
+    with transaction(engine()) as session:
+        claim_service.accept(session, claim_id, NOW_UTC)
+    with transaction(engine()) as session:
+        request = claim_service.evidence_request(session, claim_id)
+        found = Evidence(Reply.FOUND, diagnosis=[Condition("C73", request.diagnosed_on, "active")])
+        return claim_service.review_claim(session, claim_id, NOW_UTC, found, SEED)
+
+
+def test_the_sample_draws_the_same_approvals_for_a_second_look_and_counts_the_overturned(
+    sqlite_stack,
+):
+    enrol(membership(30, 0))
+    drawn, passed = drawn_and_not()
+    assert reviewed_with_the_sample(drawn, "C0015").state == "needs_review"
+    assert reviewed_with_the_sample(passed, "C0016").state == "approved"
+    with transaction(engine()) as session:
+        reasons = session.exec(select(ClaimEvent.reason).where(ClaimEvent.actor == "rules"))
+        assert any(r and r.startswith("approved by the rules; sampled: draw") for r in reasons)
+        assert review.sample_figures(session).sampled == 1
+    for reviewer in ("dr-li", "dr-wang"):  # a person overturns it: a rejection, four eyes
+        step(review.decide, drawn, False, reviewer, LATER)
+    with transaction(engine()) as session:
+        figures = review.sample_figures(session)
+    assert (figures.sampled, figures.overturned, figures.overturn_rate) == (1, 1, 1.0)
+    waiting("queued", "C0005")
+    with serving() as api:
+        metrics = api.get("/metrics").text
+    assert 'huzhu_review_queue_claims{plan="critical-illness",stage="first"} 1.0' in metrics
+    assert 'huzhu_review_decisions{reviewer="dr-li"} 1.0' in metrics
+    assert 'huzhu_review_sampled_claims{outcome="overturned"} 1.0' in metrics
+    assert "huzhu_review_sample_overturn_ratio 1.0" in metrics

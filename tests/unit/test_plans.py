@@ -133,6 +133,8 @@ def raw_plan(**changes: object) -> dict[str, object]:
         "review_escalate_hours": 48,
         "review_due_hours": 72,
         "second_review_from_fen": 30_000_000,
+        "sample_rate_bp": 500,
+        "sample_above_fen": 30_000_000,
         "amount": [{"min_age": 18, "max_age": 50, "severity": "severe", "amount_fen": 100}],
     }
     base.update(changes)

@@ -4,7 +4,13 @@ take a claim."""
 from datetime import UTC, datetime, timedelta
 
 from domain.plans import get_plan
-from domain.review import deadlines, needs_second_review, take_refusal
+from domain.review import (
+    deadlines,
+    needs_second_review,
+    sample_draw,
+    sampling_reason,
+    take_refusal,
+)
 
 CRITICAL = get_plan("critical-illness")
 
@@ -30,3 +36,19 @@ def test_one_reviewer_at_a_time_and_never_the_first_twice():
     assert "taken by wang" in take_refusal("li", "wang", None)
     assert "four eyes" in take_refusal("li", None, "li")
     assert take_refusal("wang", None, "li") is None
+
+
+def test_the_sample_draw_is_the_same_for_the_same_seed_and_another_for_another():
+    ids = [f"claim-{n}" for n in range(2000)]
+    first = [sample_draw(b"seed", "critical-illness", i) for i in ids]
+    assert first == [sample_draw(b"seed", "critical-illness", i) for i in ids]
+    assert first != [sample_draw(b"other", "critical-illness", i) for i in ids]
+    assert all(0 <= d < 1 for d in first)
+    drawn = sum(1 for d in first if sampling_reason(d, 0, CRITICAL))
+    assert 60 <= drawn <= 140  # about 5% of 2,000
+
+
+def test_every_approval_above_the_value_threshold_is_drawn():
+    above = CRITICAL.sample_above_fen + 1
+    assert "above" in sampling_reason(0.99, above, CRITICAL)
+    assert sampling_reason(0.99, CRITICAL.sample_above_fen, CRITICAL) is None
