@@ -1,7 +1,8 @@
 """Operators' metrics for Prometheus at /metrics (prometheus-client): the review queue by plan
-and stage (waiting, overdue, escalated, the oldest's age), decisions per reviewer, and the
-sample's second looks (drawn, confirmed, overturned). Read from the database at each scrape,
-so every API process answers the same; no member's data is in a label."""
+and stage (waiting, overdue, escalated, the oldest's age), decisions per reviewer, the sample's
+second looks (drawn, confirmed, overturned) and the fraud flags by rule and outcome. Read from
+the database at each scrape, so every API process answers the same; no member's data is in a
+label."""
 
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
@@ -16,7 +17,7 @@ from starlette.responses import Response
 from api import clock
 from broker.database import engine
 from domain.db import transaction
-from domain.services import review
+from domain.services import flags, review
 
 
 class ReviewCollector(Collector):
@@ -26,6 +27,7 @@ class ReviewCollector(Collector):
             queue = review.queue_figures(session, now)
             decisions = review.decisions_by_reviewer(session)
             sample = review.sample_figures(session)
+            raised = flags.figures(session)
         yield from _queue(queue, now)
         by_reviewer = GaugeMetricFamily(
             "huzhu_review_decisions", "Decisions given, by reviewer.", labels=["reviewer"]
@@ -43,6 +45,14 @@ class ReviewCollector(Collector):
             drawn.add_metric([outcome], n)
         drawn.add_metric(["pending"], pending)
         yield drawn
+        flagged = GaugeMetricFamily(
+            "huzhu_review_flags",
+            "Fraud flags raised, by rule and outcome (open, confirmed, cleared).",
+            labels=["rule", "outcome"],
+        )
+        for (rule, outcome), n in sorted(raised.items()):
+            flagged.add_metric([rule, outcome], n)
+        yield flagged
         rate = sample.overturn_rate
         yield GaugeMetricFamily(
             "huzhu_review_sample_overturn_ratio",

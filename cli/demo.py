@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlmodel import select
+from sqlmodel import col, select
 
 from broker.app import reconfigure
 from broker.database import engine, upgrade
@@ -39,7 +39,7 @@ from cli.output import (
 from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
 from domain.claims import State
 from domain.db import transaction
-from domain.models import Member
+from domain.models import ClaimEvent, Member
 from domain.money import yuan
 from domain.plans import load_plans
 from domain.services import audit as audit_service
@@ -223,21 +223,26 @@ def _jury_of_members(seed: int) -> list[dict]:
 
 
 def _review_by_hand() -> list[dict]:
-    """Play the reviewers: approve the first claim waiting, reject the rest (criteria not met);
-    a second reviewer confirms each rejection and each large approval (four eyes)."""
+    """Play the reviewers: approve what waits (a case the rules could not decide, an approval
+    the sample drew, one a fraud flag stopped) but reject R-CRITERIA, the case made to fall
+    short of the plan's definition; a second reviewer confirms each rejection and each large
+    approval (four eyes)."""
     now = datetime.now(UTC)
     with transaction(engine()) as session:
         review.open_tasks(session, now)
-        waiting = [w.claim.submission_id for w in review.queue(session, limit=1000)]
+        waiting = [
+            (w.claim.submission_id, _why(session, w.claim.id))
+            for w in review.queue(session, limit=1000)
+        ]
     decided = []
-    for number, submission_id in enumerate(waiting):
-        approve = number == 0
-        why = "confirmed by the hospital records" if approve else "criteria not met"
+    for submission_id, why in waiting:
+        approve = submission_id != "R-CRITERIA"
+        note = "confirmed by the hospital records" if approve else "criteria not met"
         reviewers = []
         for reviewer in ("demo-reviewer", "demo-checker"):
             with transaction(engine()) as session:
                 claim = review.decide(
-                    session, submission_id, approve, reviewer, now, reviewer_note=why
+                    session, submission_id, approve, reviewer, now, reviewer_note=note
                 )
             reviewers.append(reviewer)
             if claim.state != State.AWAITING_SECOND_REVIEW:
@@ -245,9 +250,19 @@ def _review_by_hand() -> list[dict]:
         if approve:
             send_step("announce_claim", claim.id)
         decided.append(
-            {"submission_id": submission_id, "state": claim.state, "reviewers": reviewers}
+            {"submission_id": submission_id, "why": why, "state": claim.state, "by": reviewers}
         )
     return decided
+
+
+def _why(session, claim_id: int | None) -> str:
+    """Why the claim waits for a person: the rules' words as it was sent."""
+    sent = session.exec(
+        select(ClaimEvent.reason)
+        .where(ClaimEvent.claim_id == claim_id, ClaimEvent.to_state == State.NEEDS_REVIEW)
+        .order_by(col(ClaimEvent.id))
+    ).first()
+    return sent or ""
 
 
 def _print(result: dict, keep: Path | None) -> None:
@@ -262,6 +277,11 @@ def _print(result: dict, keep: Path | None) -> None:
             sorted(map(list, result["rejections"].items())),
         )
     )
+    reviewed = [
+        [r["submission_id"], r["why"][:70], " then ".join(r["by"]), r["state"]]
+        for r in result["reviewed_by_hand"]
+    ]
+    console.print(table("reviewed by hand", ["claim", "why a person", "by", "now"], reviewed))
     for plan, cases in result["announcement"].items():
         rows = [
             [

@@ -16,7 +16,7 @@ from domain.models import Claim
 from domain.money import yuan
 from domain.plans import load_plans
 from domain.services import claims as claim_service
-from domain.services import review
+from domain.services import flags, review
 
 review_app = typer.Typer(
     help="The review queue: claims waiting for a person, with their deadlines.",
@@ -38,13 +38,16 @@ def show_queue(
     with transaction(engine()) as session:
         review.open_tasks(session, now)  # a claim sent to a person a moment ago is listed too
         waiting = review.queue(session, plan or None, limit)
-    rows = [_row(w, now) for w in waiting]
+        rows = [
+            _row(w, now) | {"flags": [f.rule for f in flags.of_claim(session, w.task.claim_id)]}
+            for w in waiting
+        ]
     if as_json:
         return print_json({"waiting": rows})
     if not rows:
         console.print("nothing waits for a reviewer")
         return
-    columns = ["claim", "plan", "stage", "amount", "due", "", "taken by", "first decision"]
+    columns = ["claim", "plan", "stage", "amount", "due", "", "taken by", "first decision", "flags"]
     console.print(
         table(
             "review queue",
@@ -59,6 +62,7 @@ def show_queue(
                     "OVERDUE" if r["overdue"] else "escalated" if r["escalated"] else "",
                     r["assigned_to"] or "",
                     r["first_decision"] or "",
+                    ", ".join(r["flags"]),
                 ]
                 for r in rows
             ],

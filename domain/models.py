@@ -84,6 +84,10 @@ PAYABLE_STATES = "state IN ('approved', 'scheduled', 'announced', 'objected', 's
 class Claim(SQLModel, table=True):
     __table_args__ = (
         Index("ix_claim_state_updated", "state", "updated_at"),
+        # The fraud flags' counts: a hospital's claims, a diagnosis's, all claims, by time.
+        Index("ix_claim_hospital_received", "hospital", "received_at"),
+        Index("ix_claim_icd10_received", "icd10", "received_at"),
+        Index("ix_claim_received", "received_at"),
         # The last guard of "one payout per member per plan", whatever the review concluded.
         Index(
             "uq_claim_one_payable_per_member",
@@ -410,6 +414,19 @@ class PlanWindDown(SQLModel, table=True):
     stage: str = Field(max_length=16)
     scheduled_at: datetime = moment()
     scheduled_by: str = Field(max_length=64)
+
+
+class ClaimFlag(SQLModel, table=True):
+    """A fraud flag a claim raised (domain.flags): it sent the claim to a person, never rejected
+    it; the reviewer's final decision confirms (a rejection) or clears (an approval) it."""
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    claim_id: int = Field(foreign_key="claim.id", index=True, sa_type=BigInteger)
+    rule: str = Field(max_length=16)
+    detail: str = Field(max_length=200)
+    raised_at: datetime = moment()
+    outcome: str | None = Field(default=None, max_length=16)  # confirmed | cleared
+    settled_by: str | None = Field(default=None, max_length=64)
 
 
 class ReviewTask(SQLModel, table=True):

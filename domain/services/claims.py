@@ -30,7 +30,7 @@ from domain.members import ExitReason
 from domain.models import Claim, ClaimEvent, Member, ReviewTask
 from domain.plans import get_plan
 from domain.records import Evidence
-from domain.services import winddown
+from domain.services import flags, winddown
 from domain.services.events import move, note
 from domain.services.members import exit_moment
 from domain.services.payments import refund_waiting_period_shares
@@ -53,6 +53,7 @@ class ClaimNotFound(LookupError):
 
 # The rules' event of an approval the sample draws for a person (its reason begins so).
 SAMPLED = "approved by the rules; "
+FLAGGED = "approved by the rules, flagged for a person: "
 
 
 def submission_key(raw: str) -> str:
@@ -211,6 +212,13 @@ def review_claim(
     if decision.state == State.REJECTED:
         assert decision.reason is not None
         reject(session, claim, decision.reason, decision.detail, "rules", now)
+        return claim
+    if decision.state == State.APPROVED and (found := flags.raised(session, claim, member)):
+        # A flag never rejects: the approval waits for a person, who confirms or clears it.
+        flags.record(session, claim, found, now)
+        said = "; ".join(f"{f.rule}: {f.detail}" for f in found)
+        move(session, claim, State.NEEDS_REVIEW, "rules", now, f"{FLAGGED}{said}")
+        queue_for_a_person(session, claim, now)
         return claim
     sampled = None
     if decision.state == State.APPROVED and sample_seed is not None:

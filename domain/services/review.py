@@ -13,6 +13,7 @@ from domain.claims import PAYABLE, WITH_A_PERSON, Reason, State
 from domain.models import Claim, ClaimEvent, ReviewTask
 from domain.plans import get_plan
 from domain.services import claims as claim_service
+from domain.services import flags
 from domain.services.events import move, note
 from domain.services.store import load_for_update
 
@@ -136,6 +137,8 @@ def decide(
         reason = Reason(task.first_reason or reason)
         reviewer_note = reviewer_note or task.first_note or ""
     _close(session, claim)
+    assert claim.id is not None
+    flags.settle(session, claim.id, confirmed=not approve, reviewer=reviewer)
     return claim_service.decide(
         session, submission_id, approve, reviewer, now, reason, reviewer_note
     )

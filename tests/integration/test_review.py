@@ -18,9 +18,17 @@ from domain.records import Condition, Evidence, Reply
 from domain.review import sample_draw, sampling_reason
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
+from domain.services import flags as flag_service
 from domain.services import review
 from tests.integration.api_support import serving
-from tests.integration.scenario import CRITICAL, enrol, membership, reviewer_code, submission
+from tests.integration.scenario import (
+    CRITICAL,
+    enrol,
+    member,
+    membership,
+    reviewer_code,
+    submission,
+)
 from tests.integration.support import run_worker, wait_until
 from tests.integration.test_disputes import NOW_UTC, claim_through_rules
 
@@ -209,3 +217,46 @@ def test_the_sample_draws_the_same_approvals_for_a_second_look_and_counts_the_ov
     assert 'huzhu_review_decisions{reviewer="dr-li"} 1.0' in metrics
     assert 'huzhu_review_sampled_claims{outcome="overturned"} 1.0' in metrics
     assert "huzhu_review_sample_overturn_ratio 1.0" in metrics
+
+
+def test_a_flag_sends_an_approval_to_a_person_never_a_rejection_and_the_decision_clears_it(
+    sqlite_stack,
+):
+    # Joined 110 days ago: diagnosed 10 days ago, 10 days after the waiting period ended.
+    enrol([member("EARLY", CRITICAL, 45, joined_days_ago=110), member("PLAIN", CRITICAL, 45)])
+    early = claim_through_rules(submission("early", "EARLY", "C73"))
+    claim_through_rules(submission("plain", "PLAIN", "C73"))
+    assert (state("early"), state("plain")) == ("needs_review", "scheduled")
+    with transaction(engine()) as session:
+        [flag] = flag_service.of_claim(session, early)
+        assert (flag.rule, flag.outcome) == ("early", None)
+        said = session.exec(select(ClaimEvent.reason).where(ClaimEvent.claim_id == early))
+        assert any(
+            r and r.startswith(claim_service.FLAGGED + "early: diagnosed 10 days") for r in said
+        )
+    assert step(review.decide, "early", True, "dr-li", LATER).state == "approved"  # 100,000
+    with transaction(engine()) as session:
+        [flag] = flag_service.of_claim(session, early)
+    assert (flag.outcome, flag.settled_by) == ("cleared", "dr-li")
+
+
+def test_several_claims_in_one_family_flag_the_next_and_a_rejection_confirms_it(sqlite_stack):
+    enrol(
+        [
+            member("PAYER", CRITICAL, 45),
+            member("KID1", CRITICAL, 31, payer="PAYER"),
+            member("KID2", CRITICAL, 32, payer="PAYER"),
+        ]
+    )
+    for sid, ref in (("kid-1", "KID1"), ("kid-2", "KID2")):
+        claim_through_rules(submission(sid, ref, "C73"))
+    payer = claim_through_rules(submission("payer", "PAYER", "C73"))
+    assert state("payer") == "needs_review"
+    for reviewer in ("dr-li", "dr-wang"):
+        step(review.decide, "payer", False, reviewer, LATER)
+    with transaction(engine()) as session:
+        [flag] = flag_service.of_claim(session, payer)
+        assert (flag.rule, flag.outcome) == ("family", "confirmed")
+    with serving() as api:
+        metrics = api.get("/metrics").text
+    assert 'huzhu_review_flags{outcome="confirmed",rule="family"} 1.0' in metrics
