@@ -108,35 +108,35 @@ def waiting_claims(
         return [waiting_view(w, now) for w in review.queue(session, plan, limit)]
 
 
-def _step(submission_id: str, work) -> Claim:
-    """One step of the queue in a transaction; a refusal is 409, an unknown claim 404."""
+def _step(submission_id: str, work) -> Decided:
+    """One step of the queue in a transaction; a refusal is 409, an unknown claim 404; an
+    approval made final goes on to the next announcement."""
     try:
         with transaction(engine()) as session:
-            return work(session)
+            claim = work(session)
     except claim_service.ClaimNotFound:
         raise not_found(f"claim {submission_id}") from None
     except ValueError as error:  # review.Refused, or the claim cannot be approved
         raise Problem(409, "review-refused", "The review step is refused", str(error)) from None
+    if claim.state == State.APPROVED:
+        send_step("announce_claim", claim.id)
+    return Decided(submission_id=submission_id, state=claim.state, reason_code=claim.reason_code)
 
 
 @router.post("/claims/{submission_id}/take")
 def take_claim(submission_id: SubmissionRef, who: Reviewer) -> Decided:
     """Take the claim: it is the caller's until they decide it or hand it back."""
-    claim = _step(
-        submission_id,
-        lambda s: review.take(s, submission_id, who.member_ref, clock.now()),
+    return _step(
+        submission_id, lambda s: review.take(s, submission_id, who.member_ref, clock.now())
     )
-    return Decided(submission_id=submission_id, state=claim.state, reason_code=claim.reason_code)
 
 
 @router.post("/claims/{submission_id}/release")
 def release_claim(submission_id: SubmissionRef, who: Reviewer) -> Decided:
     """Hand the claim back to the queue."""
-    claim = _step(
-        submission_id,
-        lambda s: review.release(s, submission_id, who.member_ref, clock.now()),
+    return _step(
+        submission_id, lambda s: review.release(s, submission_id, who.member_ref, clock.now())
     )
-    return Decided(submission_id=submission_id, state=claim.state, reason_code=claim.reason_code)
 
 
 @router.post("/claims/{submission_id}/decision")
@@ -144,15 +144,12 @@ def decide_claim(submission_id: SubmissionRef, body: ClaimDecision, who: Reviewe
     """Approve or reject with a coded reason. A rejection, or an approval of the plan's
     threshold or more, then waits for a second reviewer (awaiting_second_review); the same
     decision from them makes it final, a different one sends it back to the queue."""
-    claim = _step(
+    return _step(
         submission_id,
         lambda s: review.decide(
             s, submission_id, body.approve, who.member_ref, clock.now(), body.reason, body.note
         ),
     )
-    if claim.state == State.APPROVED:
-        send_step("announce_claim", claim.id)
-    return Decided(submission_id=submission_id, state=claim.state, reason_code=claim.reason_code)
 
 
 @router.get("/objections")

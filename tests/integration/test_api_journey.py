@@ -13,7 +13,9 @@ from tests.integration.support import huzhu, wait_until
 from tests.integration.test_api_disputes import RIGHT
 from tests.integration.test_api_members import applicant
 
-JOINED = datetime.now(UTC) - timedelta(days=120)  # the waiting period (90 days) is behind them
+# The waiting period (90 days) is behind them, and more than the 30 days after it that a claim
+# would be flagged in (domain.flags.early).
+JOINED = datetime.now(UTC) - timedelta(days=150)
 OBJECTING = PUBLISH_AT + timedelta(days=1)
 
 
@@ -47,7 +49,7 @@ def test_a_members_way_through_the_api(stack, worker, tokens):
         card = api.get("/v1/me", headers=patient).json()
         assert card["memberships"][0]["waiting_ends_on"] < datetime.now(UTC).date().isoformat()
 
-        clock_at(datetime.now(UTC))  # four months later
+        clock_at(datetime.now(UTC))  # five months later
         once = {"Idempotency-Key": "claim-tap-1"}
         for _ in range(2):
             sent = api.post(
