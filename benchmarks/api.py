@@ -118,7 +118,9 @@ def claim_line(tag: str, n: int, ref: str) -> str:
         "plan": PLAN,
         "icd10": CODES[n % len(CODES)],
         "diagnosed_on": (charging.TODAY - timedelta(days=10)).isoformat(),
-        "hospital": "广州市第一人民医院",
+        # Spread over hospitals as cases are: sixty cases a fortnight from one hospital would be
+        # flagged (domain.flags.hospital) and wait for a person instead of being announced.
+        "hospital": f"广州市第{n % 97 + 1}人民医院",
         "accident": False,
     }
     return json.dumps(data, ensure_ascii=False)
