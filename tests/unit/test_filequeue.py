@@ -47,8 +47,15 @@ def test_a_consumer_never_takes_a_message_still_being_written(tmp_path, monkeypa
             channel._get("intake")
 
 
-def test_the_embedded_default_uses_it(tmp_path):
-    from broker.app import app
+def test_the_embedded_default_uses_it_and_a_redis_broker_does_not(tmp_path):
+    from celery import Celery
 
+    from broker.app import configure
+    from broker.settings import Settings
+
+    app = Celery("a-test")
+    configure(app, Settings(data_dir=tmp_path, broker_url=""))
     assert app.conf.broker_transport == "broker.filequeue:Transport"
     assert isinstance(app.connection_for_write().transport, filequeue.Transport)
+    configure(app, Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6399/0"))
+    assert app.conf.broker_transport is None
