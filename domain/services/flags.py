@@ -93,18 +93,15 @@ def _wave(session: Session, claim: Claim) -> flags.Flag | None:
     window = at - flags.WAVE_WINDOW
     category = claim.icd10[:3]
     same = (col(Claim.icd10) >= category) & (col(Claim.icd10) < category + "\uffff")
-    span = _received(window - flags.WAVE_BASELINE, at + _INSTANT)
-    recent_same, baseline_same = session.exec(
+    recent = Claim.received_at >= window
+    # One pass over the half-year's claims: the diagnosis's and all, recent and before.
+    recent_same, baseline_same, recent_all, baseline_all = session.exec(
         select(
-            func.count().filter(Claim.received_at >= window),
-            func.count().filter(Claim.received_at < window),
-        ).where(same, *span)
-    ).one()
-    recent_all, baseline_all = session.exec(
-        select(
-            func.count().filter(Claim.received_at >= window),
-            func.count().filter(Claim.received_at < window),
-        ).where(*span)
+            func.count().filter(same & recent),
+            func.count().filter(same & ~recent),
+            func.count().filter(recent),
+            func.count().filter(~recent),
+        ).where(*_received(window - flags.WAVE_BASELINE, at + _INSTANT))
     ).one()
     return flags.wave(recent_same, recent_all, baseline_same, baseline_all)
 

@@ -92,13 +92,17 @@ def _waiting(session: Session, submission_id: str) -> tuple[Claim, ReviewTask]:
 def take(session: Session, submission_id: str, reviewer: str, now: datetime) -> Claim:
     """The reviewer takes the claim: it is theirs until they decide it or hand it back."""
     claim, task = _waiting(session, submission_id)
+    _assign(session, claim, task, reviewer, now)
+    return claim
+
+
+def _assign(session: Session, claim: Claim, task: ReviewTask, reviewer: str, now: datetime) -> None:
     if why := review.take_refusal(reviewer, task.assigned_to, task.first_reviewer):
-        raise Refused(f"claim {submission_id}: {why}")
+        raise Refused(f"claim {claim.submission_id}: {why}")
     if task.assigned_to != reviewer:
         task.assigned_to, task.assigned_at = reviewer, now
         session.add(task)
         note(session, claim, f"reviewer:{reviewer}", now, f"taken ({task.stage} review)")
-    return claim
 
 
 def release(session: Session, submission_id: str, reviewer: str, now: datetime) -> Claim:
@@ -125,7 +129,7 @@ def decide(
     """A reviewer's decision. The first on a rejection or a large approval waits for a second
     reviewer; the second, if the same, makes it final, and if not sends the claim back."""
     claim, task = _waiting(session, submission_id)
-    take(session, submission_id, reviewer, now)
+    _assign(session, claim, task, reviewer, now)  # the claim and its task are locked once
     plan = get_plan(task.plan)
     if task.stage == FIRST and review.needs_second_review(approve, claim.amount_fen, plan):
         _await_second(session, claim, task, approve, reason, reviewer_note, reviewer, now)
