@@ -36,12 +36,13 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 # A fixed numeric uid, so that an orchestrator can check "not root" without reading /etc/passwd.
 # /var/lib/huzhu: the data folder the app creates its files in (beat's local schedule, never
-# SQLite here); /data: Flower's state, a named volume that takes this ownership when first used.
+# SQLite here); /data: Flower's state, and /evidence: investigators' files (by their hash),
+# named volumes that take this ownership when first used.
 RUN groupadd --system --gid 10001 huzhu \
     && useradd --system --uid 10001 --gid huzhu --home-dir /home/huzhu --create-home \
         --shell /usr/sbin/nologin huzhu \
-    && mkdir -p /var/lib/huzhu /data \
-    && chown huzhu:huzhu /var/lib/huzhu /data
+    && mkdir -p /var/lib/huzhu /data /evidence \
+    && chown huzhu:huzhu /var/lib/huzhu /data /evidence
 
 COPY --from=build /opt/venv /opt/venv
 

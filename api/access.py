@@ -40,12 +40,13 @@ def _unauthenticated(title: str, detail: str) -> Problem:
 Member_ = Annotated[Caller, Depends(caller)]
 
 
-def with_role(role: str) -> Callable[[Caller], Caller]:
-    """A dependency that lets staff with `role` through and answers others 403."""
+def with_role(*roles: str) -> Callable[[Caller], Caller]:
+    """A dependency that lets staff with any of `roles` through and answers others 403."""
 
     def check(who: Member_) -> Caller:
-        if role not in who.roles:
-            raise Problem(403, "forbidden", f"This needs the {role} role", "ask an operator")
+        if not who.roles & set(roles):
+            needs = " or ".join(roles)
+            raise Problem(403, "forbidden", f"This needs the {needs} role", "ask an operator")
         return who
 
     return check

@@ -9,6 +9,7 @@ from api import (
     accesslog,
     claims,
     disputes,
+    investigations,
     members,
     pages,
     proofs,
@@ -44,7 +45,7 @@ def create_app() -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match"],
             expose_headers=["ETag", "Location", "Retry-After"],
         )
-    for module in (public, members, claims, disputes, staff, proofs, winddown):
+    for module in (public, members, claims, disputes, staff, investigations, proofs, winddown):
         app.include_router(module.router)
     pages.install(app)  # the member's pages on the same handlers, under /app
     # For Prometheus; the proxy in front keeps it internal.

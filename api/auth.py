@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from broker.settings import Settings
 
-ROLES = {"reviewer", "operator"}
+ROLES = {"reviewer", "investigator", "operator"}
 DEV_KEY_NAME = "api-development-key.pem"
 
 

@@ -16,7 +16,7 @@ from api.problems import Problem, SubmissionRef, not_found
 from api.throttle import Throttled
 from broker.database import engine
 from broker.submit import Submitted, submit_claim
-from domain.claims import CONTROL_CHARACTERS, REASON_FOR_MEMBERS, Reason, load_json
+from domain.claims import CONTROL_CHARACTERS, REASON_FOR_MEMBERS, Reason, State, load_json
 from domain.db import transaction
 from domain.models import Claim, JuryCase, Member
 from domain.services import claims as claim_service
@@ -53,7 +53,8 @@ class ClaimStatus(BaseModel):
     reason: str | None
     amount_fen: int | None
     decision_due_at: datetime | None = Field(
-        default=None, description="Waiting for a person: when the review is due to be decided."
+        default=None,
+        description="Waiting for a person or investigated: when a decision is due.",
     )
     history: list[ClaimEvent]
     jury: JuryView | None = Field(description="The jury asked for the claim, if any.")
@@ -80,6 +81,19 @@ def jury_view(jury: JuryCase | None) -> JuryView | None:
     return JuryView(
         jury_id=jury.id or 0, status=jury.status, closes_at=jury.closes_at, approved=jury.approved
     )
+
+
+def said_to_members(event) -> str | None:
+    """An event's reason as the claimant may read it: an investigation's why and findings stay
+    with staff (what was flagged, what was checked), the stage it is in does not."""
+    investigation = State.INVESTIGATING in (event.from_state, event.to_state)
+    if investigation or event.actor.startswith("investigator:") or _about_a_case(event.reason):
+        return None
+    return event.reason
+
+
+def _about_a_case(reason: str | None) -> bool:
+    return bool(reason) and reason.startswith("investigation")  # type: ignore[union-attr]
 
 
 def reason_for_members(code: str | None) -> str | None:
@@ -129,7 +143,7 @@ def claim(submission_id: SubmissionRef, who: Member_) -> ClaimStatus:
             raise not_found(f"claim {submission_id}")
         found = view.claim
         jury, may_ask = statements.claim_jury(session, found, clock.now())
-        task = review.task_of(session, found.id) if found.id else None
+        due = review.decision_due(session, found.id) if found.id else None
         return ClaimStatus(
             submission_id=found.submission_id,
             plan=found.plan,
@@ -137,9 +151,9 @@ def claim(submission_id: SubmissionRef, who: Member_) -> ClaimStatus:
             reason_code=found.reason_code,
             reason=reason_for_members(found.reason_code),
             amount_fen=found.amount_fen,
-            decision_due_at=task.due_at if task else None,
+            decision_due_at=due,
             history=[
-                ClaimEvent(at=e.at.isoformat(), to_state=e.to_state, reason=e.reason)
+                ClaimEvent(at=e.at.isoformat(), to_state=e.to_state, reason=said_to_members(e))
                 for e in view.events
             ],
             jury=jury_view(jury),

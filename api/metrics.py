@@ -1,6 +1,7 @@
 """Operators' metrics for Prometheus at /metrics (prometheus-client): the review queue by plan
 and stage (waiting, overdue, escalated, the oldest's age), decisions per reviewer, the sample's
-second looks (drawn, confirmed, overturned) and the fraud flags by rule and outcome. Read from
+second looks (drawn, confirmed, overturned), the fraud flags by rule and outcome, and the
+investigations (open, overdue, unassigned, with outside firms; findings by cause). Read from
 the database at each scrape, so every API process answers the same; no member's data is in a
 label."""
 
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from api import clock
 from broker.database import engine
 from domain.db import transaction
-from domain.services import flags, review
+from domain.services import flags, investigations, review
 
 
 class ReviewCollector(Collector):
@@ -28,6 +29,8 @@ class ReviewCollector(Collector):
             decisions = review.decisions_by_reviewer(session)
             sample = review.sample_figures(session)
             raised = flags.figures(session)
+            cases = investigations.case_figures(session, now)
+            findings = investigations.finding_figures(session)
         yield from _queue(queue, now)
         by_reviewer = GaugeMetricFamily(
             "huzhu_review_decisions", "Decisions given, by reviewer.", labels=["reviewer"]
@@ -53,6 +56,7 @@ class ReviewCollector(Collector):
         for (rule, outcome), n in sorted(raised.items()):
             flagged.add_metric([rule, outcome], n)
         yield flagged
+        yield from _cases(cases, findings)
         rate = sample.overturn_rate
         yield GaugeMetricFamily(
             "huzhu_review_sample_overturn_ratio",
@@ -85,6 +89,32 @@ def _queue(figures: list[review.QueueFigures], now: datetime) -> Iterator[GaugeM
         if row.oldest_opened_at is not None:
             families["oldest"].add_metric(key, (now - row.oldest_opened_at).total_seconds())
     yield from families.values()
+
+
+def _cases(
+    figures: list[investigations.CaseFigures], findings: dict[tuple[str, str], int]
+) -> Iterator[GaugeMetricFamily]:
+    families = {
+        name: GaugeMetricFamily(f"huzhu_investigations_{name}", what, labels=["plan"])
+        for name, what in (
+            ("open", "Open investigations."),
+            ("overdue", "Open investigations past their due time."),
+            ("unassigned", "Open investigations no investigator holds."),
+            ("with_firms", "Open investigations held by an outside firm."),
+        )
+    }
+    for row in figures:
+        for name, family in families.items():
+            family.add_metric([row.plan], getattr(row, name))
+    yield from families.values()
+    closed = GaugeMetricFamily(
+        "huzhu_investigations_closed",
+        "Closed investigations, by cause and finding.",
+        labels=["cause", "finding"],
+    )
+    for (cause, finding), n in sorted(findings.items()):
+        closed.add_metric([cause, finding], n)
+    yield closed
 
 
 def metrics_endpoint() -> Callable[[Request], Awaitable[Response]]:

@@ -47,9 +47,16 @@ class WaitingClaim(BaseModel):
     assigned_to: str | None
     first_reviewer: str | None
     first_decision: str | None = Field(description="approve, or reject: its reason code.")
+    findings: str | None = Field(
+        default=None,
+        description="What the claim's investigation found (supports, contradicts, "
+        "inconclusive); a decision against it needs a second reviewer.",
+    )
 
 
-def waiting_view(waiting: review.Waiting, now: datetime) -> WaitingClaim:
+def waiting_view(
+    waiting: review.Waiting, now: datetime, findings: str | None = None
+) -> WaitingClaim:
     task, claim = waiting.task, waiting.claim
     first = None
     if task.first_approve is not None:
@@ -74,6 +81,7 @@ def waiting_view(waiting: review.Waiting, now: datetime) -> WaitingClaim:
         assigned_to=task.assigned_to,
         first_reviewer=task.first_reviewer,
         first_decision=first,
+        findings=findings,
     )
 
 
@@ -105,7 +113,10 @@ def waiting_claims(
     """The review queue: claims waiting for a person, escalated first, then by due time."""
     with transaction(engine()) as session:
         now = clock.now()
-        return [waiting_view(w, now) for w in review.queue(session, plan, limit)]
+        return [
+            waiting_view(w, now, review.findings_of(session, w.task.claim_id))
+            for w in review.queue(session, plan, limit)
+        ]
 
 
 def _step(submission_id: str, work) -> Decided:

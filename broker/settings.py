@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # The key of the review's sample draw (domain.review.sample_draw): the same key draws the
     # same claims again; secret on the fleet, so that no one picks a submission id to avoid it.
     review_sample_seed: SecretStr = SecretStr("embedded-default")
+    # Investigators' evidence files, kept by their SHA-256 (broker.evidence): on the fleet a
+    # volume every API process mounts. Empty: `evidence` in data_dir.
+    evidence_dir: Path | None = None
     # The members' pages' own origin as browsers see it (e.g. https://huzhu.example), when a
     # proxy in front does not pass the Host on: forms are taken from this origin only. Empty:
     # the request's own host.
@@ -96,6 +99,10 @@ class Settings(BaseSettings):
     @property
     def queue_folder(self) -> Path:
         return self.data_dir / "queue"
+
+    @property
+    def evidence_folder(self) -> Path:
+        return self.evidence_dir or self.data_dir / "evidence"
 
     @property
     def uses_file_queue(self) -> bool:

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 
 from broker.app import reconfigure
 from broker.database import engine, upgrade
+from broker.evidence import evidence_store
 from broker.payments import set_failing_accounts
 from broker.settings import Settings
 from broker.submit import send_step, submit_claim
@@ -39,17 +40,19 @@ from cli.output import (
 from domain.calendar import charge_day, local_date, next_announcement_day, start_of_day
 from domain.claims import State
 from domain.db import transaction
+from domain.investigations import Finding
 from domain.models import ClaimEvent, Member
 from domain.money import yuan
 from domain.plans import load_plans
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
-from domain.services import disputes, review
+from domain.services import disputes, investigations, review
 from domain.services import members as member_service
 from domain.services import payments as payment_service
 from domain.services.announcements import announced_cases
 
 TIMEOUT = 120.0
+DEMO_FIRM = "示例调查评估公司"  # an outside investigation firm, as the plan used
 
 
 def demo(
@@ -102,6 +105,7 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
                 submit_claim(line)
                 bar.advance(task)
         wait_for_claims(TIMEOUT)
+        investigated = _investigate_flagged()
         reviewed = _review_by_hand()
         wait_for_claims(TIMEOUT)
         refused = _some_accounts_fail(scenario, seed)
@@ -123,6 +127,7 @@ def _run(members: int, claims: int, seed: int, quiet: bool) -> dict:
         "members": report.imported,
         "claims": counts,
         "rejections": reasons,
+        "investigated": investigated,
         "reviewed_by_hand": reviewed,
         "announcement": {
             plan: [case.__dict__ for case in cases] for plan, cases in announcement.items()
@@ -222,6 +227,39 @@ def _jury_of_members(seed: int) -> list[dict]:
     ]
 
 
+def _investigate_flagged() -> list[dict]:
+    """Play an outside firm's investigator: each case a fraud flag opened is assigned, visited
+    (a note and the ward's discharge summary as evidence, kept by its hash) and closed with
+    findings that support the claim, which goes back to a reviewer."""
+    now = datetime.now(UTC)
+    store = evidence_store()
+    with transaction(engine()) as session:
+        cases = investigations.open_cases(session, limit=1000)
+    done = []
+    for case, submission_id in cases:
+        assert case.id is not None
+        report = f"出院小结 {submission_id}: diagnosis confirmed on the ward\n".encode()
+        with transaction(engine()) as session:
+            investigations.assign(session, case.id, "demo-investigator", DEMO_FIRM, "demo", now)
+            investigations.add_note(
+                session, case.id, "demo-investigator", "visited the ward; records match", now
+            )
+            investigations.add_evidence(
+                session, case.id, "demo-investigator", report, "text/plain", "出院小结", store, now
+            )
+            investigations.close(
+                session,
+                case.id,
+                "demo-investigator",
+                Finding.SUPPORTS,
+                None,
+                "the ward's records and the attending doctor confirm the diagnosis and its date",
+                now,
+            )
+        done.append({"case": case.id, "submission_id": submission_id, "why": case.why})
+    return done
+
+
 def _review_by_hand() -> list[dict]:
     """Play the reviewers: approve what waits (a case the rules could not decide, an approval
     the sample drew, one a fraud flag stopped) but reject R-CRITERIA, the case made to fall
@@ -259,7 +297,8 @@ def _why(session, claim_id: int | None) -> str:
     """Why the claim waits for a person: the rules' words as it was sent."""
     sent = session.exec(
         select(ClaimEvent.reason)
-        .where(ClaimEvent.claim_id == claim_id, ClaimEvent.to_state == State.NEEDS_REVIEW)
+        .where(ClaimEvent.claim_id == claim_id, ClaimEvent.actor == "rules")
+        .where(col(ClaimEvent.to_state).in_([State.NEEDS_REVIEW, State.INVESTIGATING]))
         .order_by(col(ClaimEvent.id))
     ).first()
     return sent or ""
@@ -277,6 +316,15 @@ def _print(result: dict, keep: Path | None) -> None:
             sorted(map(list, result["rejections"].items())),
         )
     )
+    if result["investigated"]:
+        cases = [[c["case"], c["submission_id"], c["why"][:70]] for c in result["investigated"]]
+        console.print(
+            table(
+                f"investigated by {DEMO_FIRM}, findings: supports",
+                ["case", "claim", "why"],
+                cases,
+            )
+        )
     reviewed = [
         [r["submission_id"], r["why"][:70], " then ".join(r["by"]), r["state"]]
         for r in result["reviewed_by_hand"]

@@ -21,6 +21,7 @@ from cli.demo import demo
 from cli.disputes import announcements_app, jury_app, objections_app
 from cli.entry import explain
 from cli.fleet import fleet_app
+from cli.investigate import investigate_app
 from cli.output import (
     JSON_OPTION,
     accounts_table,
@@ -71,6 +72,7 @@ app.add_typer(jury_app, name="jury")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(plan_app, name="plan")
 app.add_typer(review_app, name="review")
+app.add_typer(investigate_app, name="investigate")
 api_app = typer.Typer(help="The members' HTTP API.", no_args_is_help=True)
 app.add_typer(api_app, name="api")
 app.command("verify")(verify_command)

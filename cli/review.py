@@ -39,7 +39,11 @@ def show_queue(
         review.open_tasks(session, now)  # a claim sent to a person a moment ago is listed too
         waiting = review.queue(session, plan or None, limit)
         rows = [
-            _row(w, now) | {"flags": [f.rule for f in flags.of_claim(session, w.task.claim_id)]}
+            _row(w, now)
+            | {
+                "flags": [f.rule for f in flags.of_claim(session, w.task.claim_id)],
+                "findings": review.findings_of(session, w.task.claim_id),
+            }
             for w in waiting
         ]
     if as_json:
@@ -47,7 +51,18 @@ def show_queue(
     if not rows:
         console.print("nothing waits for a reviewer")
         return
-    columns = ["claim", "plan", "stage", "amount", "due", "", "taken by", "first decision", "flags"]
+    columns = [
+        "claim",
+        "plan",
+        "stage",
+        "amount",
+        "due",
+        "",
+        "taken by",
+        "first decision",
+        "flags",
+        "findings",
+    ]
     console.print(
         table(
             "review queue",
@@ -63,6 +78,7 @@ def show_queue(
                     r["assigned_to"] or "",
                     r["first_decision"] or "",
                     ", ".join(r["flags"]),
+                    r["findings"] or "",
                 ]
                 for r in rows
             ],

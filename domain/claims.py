@@ -29,6 +29,8 @@ class State(StrEnum):
     NEEDS_REVIEW = "needs_review"
     # A reviewer's rejection, or large approval, waiting for a second reviewer (domain.review).
     AWAITING_SECOND_REVIEW = "awaiting_second_review"
+    # A fraud flag or a reviewer sent it to an investigator; the findings send it back.
+    INVESTIGATING = "investigating"
     APPROVED = "approved"
     REJECTED = "rejected"
     SCHEDULED = "scheduled"  # approved and waiting for the next announcement
@@ -40,10 +42,26 @@ class State(StrEnum):
 
 TRANSITIONS: dict[State, set[State]] = {
     State.RECEIVED: {State.UNDER_REVIEW, State.REJECTED},
-    State.UNDER_REVIEW: {State.APPROVED, State.REJECTED, State.NEEDS_REVIEW},
-    State.NEEDS_REVIEW: {State.APPROVED, State.REJECTED, State.AWAITING_SECOND_REVIEW},
+    State.UNDER_REVIEW: {
+        State.APPROVED,
+        State.REJECTED,
+        State.NEEDS_REVIEW,
+        State.INVESTIGATING,
+    },
+    State.NEEDS_REVIEW: {
+        State.APPROVED,
+        State.REJECTED,
+        State.AWAITING_SECOND_REVIEW,
+        State.INVESTIGATING,
+    },
+    State.INVESTIGATING: {State.NEEDS_REVIEW},
     # The second reviewer confirms the first decision, or sends the claim back to a person.
-    State.AWAITING_SECOND_REVIEW: {State.APPROVED, State.REJECTED, State.NEEDS_REVIEW},
+    State.AWAITING_SECOND_REVIEW: {
+        State.APPROVED,
+        State.REJECTED,
+        State.NEEDS_REVIEW,
+        State.INVESTIGATING,
+    },
     State.APPROVED: {State.SCHEDULED},
     State.SCHEDULED: {State.ANNOUNCED, State.REJECTED},
     State.ANNOUNCED: {State.SETTLED, State.OBJECTED},
@@ -70,6 +88,7 @@ UNDECIDED = {
     State.UNDER_REVIEW,
     State.NEEDS_REVIEW,
     State.AWAITING_SECOND_REVIEW,
+    State.INVESTIGATING,
 }
 # Waiting for a person: the review queue's claims.
 WITH_A_PERSON = (State.NEEDS_REVIEW, State.AWAITING_SECOND_REVIEW)

@@ -451,6 +451,64 @@ class ReviewTask(SQLModel, table=True):
     first_note: str | None = Field(default=None, max_length=500)
 
 
+class Investigation(SQLModel, table=True):
+    """A case opened for a flagged or disputed claim (domain.investigations): who works it (our
+    staff, or an outside firm's investigator), when its findings are due, and what they were.
+    At most one case of a claim is open at a time."""
+
+    __table_args__ = (
+        Index(
+            "ux_investigation_open_claim",
+            "claim_id",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    claim_id: int = Field(foreign_key="claim.id", index=True, sa_type=BigInteger)
+    plan: str = Field(max_length=32)
+    cause: str = Field(max_length=16)  # flagged | disputed | reviewer
+    why: str = Field(max_length=500)
+    opened_by: str = Field(max_length=64)
+    opened_at: datetime = moment()
+    due_at: datetime = moment()
+    investigator: str | None = Field(default=None, max_length=64)
+    firm: str | None = Field(default=None, max_length=100)  # None: our own staff
+    assigned_at: datetime | None = moment(nullable=True)
+    closed_at: datetime | None = moment(nullable=True)
+    finding: str | None = Field(default=None, max_length=16)  # supports|contradicts|inconclusive
+    finding_reason: str | None = Field(default=None, max_length=40)  # a Reason, if contradicts
+    summary: str | None = Field(default=None, max_length=2000)
+
+
+class InvestigationNote(SQLModel, table=True):
+    """A note on a case, by whoever worked it; kept in the order written."""
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    investigation_id: int = Field(foreign_key="investigation.id", index=True, sa_type=BigInteger)
+    author: str = Field(max_length=64)
+    at: datetime = moment()
+    text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class EvidenceFile(SQLModel, table=True):
+    """A file an investigator added to a case. The bytes live in the evidence store under their
+    SHA-256 (never in a row, never in a message); the row says what it is and who added it."""
+
+    __table_args__ = (UniqueConstraint("investigation_id", "sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    investigation_id: int = Field(foreign_key="investigation.id", index=True, sa_type=BigInteger)
+    sha256: str = Field(max_length=64)
+    size_bytes: int = Field(sa_type=BigInteger)
+    media_type: str = Field(max_length=64)
+    label: str = Field(max_length=200)
+    added_by: str = Field(max_length=64)
+    added_at: datetime = moment()
+
+
 class PlanEvent(SQLModel, table=True):
     """Something that happened to a plan as a whole: a wind-down scheduled, a stage reached."""
 

@@ -48,6 +48,7 @@ class Plan:
     second_review_from_fen: int  # an approval of this much or more needs a second reviewer
     sample_rate_bp: int  # the share of the rules' approvals drawn for a second look
     sample_above_fen: int  # and every one of more than this
+    investigation_due_days: int  # an investigation's findings are due this long after it opens
     amounts: tuple[AmountBand, ...]
 
     def can_join_at_age(self, birth_date: date, on: date) -> bool:
@@ -97,6 +98,7 @@ def parse_plan(raw: dict) -> Plan:
             second_review_from_fen=raw["second_review_from_fen"],
             sample_rate_bp=raw["sample_rate_bp"],
             sample_above_fen=raw["sample_above_fen"],
+            investigation_due_days=raw["investigation_due_days"],
             amounts=amounts,
         )
     except (KeyError, TypeError) as error:
@@ -115,6 +117,8 @@ def parse_plan(raw: dict) -> Plan:
         raise ValueError(f"plan {code!r}: a review is escalated (after > 0 hours) before it is due")
     if not 0 <= plan.sample_rate_bp <= 10_000:
         raise ValueError(f"plan {code!r}: sample_rate_bp must be 0 to 10,000 (100%)")
+    if plan.investigation_due_days <= 0:
+        raise ValueError(f"plan {code!r}: investigation_due_days must be more than 0")
     if plan.second_review_from_fen <= 0:
         raise ValueError(f"plan {code!r}: second_review_from_fen must be more than 0")
     if plan.max_join_age_years >= plan.exit_age_years:

@@ -26,6 +26,7 @@ CLAIM_ZH = {
     "under_review": "审核中",
     "needs_review": "人工审核中",
     "awaiting_second_review": "人工审核中（复核）",
+    "investigating": "调查中",
     "approved": "已通过",
     "rejected": "未通过",
     "scheduled": "已通过，等待公示",

@@ -10,11 +10,13 @@ from sqlmodel import Session, col, func, or_, select
 from domain import accounts
 from domain import review as review_rules
 from domain.claims import PAYABLE, Reason, State
+from domain.investigations import Finding, against_findings
 from domain.models import (
     Charge,
     Claim,
     ClaimEvent,
     DebitStatus,
+    Investigation,
     LedgerEntry,
     Member,
     Objection,
@@ -24,7 +26,7 @@ from domain.models import (
 )
 from domain.money import apply_rate
 from domain.plans import get_plan, load_plans
-from domain.services import winddown
+from domain.services import investigations, winddown
 from domain.services.claims import MAX_ATTEMPTS
 from domain.services.cycles import CycleStatus, ledger_movements
 from domain.services.members import shares_at
@@ -90,6 +92,7 @@ def audit(session: Session, now: datetime | None = None, *, keys: ProofKeys) -> 
         + _payouts(session)
         + _claims_moved_once(session)
         + _four_eyes(session)
+        + investigations.stranded(session)
         + _waiting_period_refunds(session)
         + _objections_of_decided_cases(session)
         + _entries_of_no_cycle(session)
@@ -332,20 +335,23 @@ ONCE = [
 
 
 def _four_eyes(session: Session) -> list[str]:
-    """No rejection by a reviewer, and no approval of the plan's threshold or more, rests on one
-    person: each went through awaiting_second_review, and was made final by another reviewer."""
+    """No rejection by a reviewer, no approval of the plan's threshold or more, and no decision
+    against an investigation's findings rests on one person: each went through
+    awaiting_second_review, and was made final by another reviewer."""
     decided = [State.APPROVED, State.REJECTED]
     steps = session.exec(
         select(ClaimEvent.claim_id, ClaimEvent.from_state, ClaimEvent.to_state, ClaimEvent.actor)
-        .add_columns(Claim.submission_id, Claim.plan, Claim.amount_fen)
+        .add_columns(ClaimEvent.at, Claim.submission_id, Claim.plan, Claim.amount_fen)
         .join(Claim, col(Claim.id) == ClaimEvent.claim_id)
         .where(col(ClaimEvent.actor).like("reviewer:%"))
         .where(col(ClaimEvent.from_state).in_([State.NEEDS_REVIEW, State.AWAITING_SECOND_REVIEW]))
         .where(col(ClaimEvent.to_state).in_([*decided, State.AWAITING_SECOND_REVIEW]))
         .order_by(col(ClaimEvent.claim_id), col(ClaimEvent.id))
     ).all()
+    findings = _findings(session)
     problems, first_of = [], {}
-    for claim_id, was, to, actor, ref, plan, amount in steps:
+    for claim_id, was, to, actor, at, ref, plan, amount in steps:
+        approve = to == State.APPROVED
         if (was, to) == (State.NEEDS_REVIEW, State.AWAITING_SECOND_REVIEW):
             first_of[claim_id] = actor
         elif was == to:
@@ -355,10 +361,32 @@ def _four_eyes(session: Session) -> list[str]:
         elif (
             was == State.NEEDS_REVIEW
             and plan
-            and review_rules.needs_second_review(to == State.APPROVED, amount, get_plan(plan))
+            and (
+                review_rules.needs_second_review(approve, amount, get_plan(plan))
+                or against_findings(approve, _found_by(findings.get(claim_id, []), at))
+            )
         ):
             problems.append(f"claim {ref}: {to} by {actor} alone, without a second reviewer")
     return problems
+
+
+def _findings(session: Session) -> dict[int, list[tuple[datetime, Finding]]]:
+    """Each claim's closed investigations' findings, in the order they were filed."""
+    rows = session.exec(
+        select(Investigation.claim_id, Investigation.closed_at, Investigation.finding)
+        .where(col(Investigation.closed_at).is_not(None), col(Investigation.finding).is_not(None))
+        .order_by(col(Investigation.closed_at))
+    ).all()
+    found: dict[int, list[tuple[datetime, Finding]]] = {}
+    for claim_id, closed_at, finding in rows:
+        found.setdefault(claim_id, []).append((closed_at, Finding(finding)))
+    return found
+
+
+def _found_by(findings: list[tuple[datetime, Finding]], at: datetime) -> Finding | None:
+    """The findings a decision at `at` rested on: the last filed before it."""
+    before = [finding for closed_at, finding in findings if closed_at <= at]
+    return before[-1] if before else None
 
 
 def _claims_moved_once(session: Session) -> list[str]:

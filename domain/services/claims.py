@@ -27,13 +27,14 @@ from domain.claims import (
 )
 from domain.illnesses import load_catalog
 from domain.members import ExitReason
-from domain.models import Claim, ClaimEvent, Member, ReviewTask
+from domain.models import Claim, ClaimEvent, Member
 from domain.plans import get_plan
 from domain.records import Evidence
-from domain.services import flags, winddown
-from domain.services.events import move, note
+from domain.services import flags, investigations, winddown
+from domain.services.events import move
 from domain.services.members import exit_moment
 from domain.services.payments import refund_waiting_period_shares
+from domain.services.review_tasks import queue_for_a_person
 from domain.services.store import (
     for_update,
     load_for_update,
@@ -53,7 +54,7 @@ class ClaimNotFound(LookupError):
 
 # The rules' event of an approval the sample draws for a person (its reason begins so).
 SAMPLED = "approved by the rules; "
-FLAGGED = "approved by the rules, flagged for a person: "
+FLAGGED = "approved by the rules, flagged for investigation: "
 
 
 def submission_key(raw: str) -> str:
@@ -213,12 +214,14 @@ def review_claim(
         assert decision.reason is not None
         reject(session, claim, decision.reason, decision.detail, "rules", now)
         return claim
-    if decision.state == State.APPROVED and (found := flags.raised(session, claim, member)):
-        # A flag never rejects: the approval waits for a person, who confirms or clears it.
+    if decision.state == State.APPROVED and (
+        found := flags.raised(session, claim, member, evidence)
+    ):
+        # A flag never rejects: the approval waits for an investigator's findings and then a
+        # reviewer, who confirms or clears it.
         flags.record(session, claim, found, now)
         said = "; ".join(f"{f.rule}: {f.detail}" for f in found)
-        move(session, claim, State.NEEDS_REVIEW, "rules", now, f"{FLAGGED}{said}")
-        queue_for_a_person(session, claim, now)
+        investigations.flagged(session, claim, f"{FLAGGED}{said}", now)
         return claim
     sampled = None
     if decision.state == State.APPROVED and sample_seed is not None:
@@ -234,24 +237,6 @@ def review_claim(
     if decision.state == State.NEEDS_REVIEW:
         queue_for_a_person(session, claim, now)
     return claim
-
-
-def queue_for_a_person(session: Session, claim: Claim, now: datetime) -> ReviewTask:
-    """Put a claim waiting for a person in the review queue, with the plan's deadlines."""
-    assert claim.id is not None and claim.plan
-    due = review_rules.deadlines(now, get_plan(claim.plan))
-    task = ReviewTask(
-        claim_id=claim.id,
-        plan=claim.plan,
-        stage="second" if claim.state == State.AWAITING_SECOND_REVIEW else "first",
-        opened_at=now,
-        escalate_at=due.escalate_at,
-        due_at=due.due_at,
-    )
-    session.add(task)
-    when = f"escalated {due.escalate_at.isoformat()}, due {due.due_at.isoformat()}"
-    note(session, claim, "review", now, f"queued: {when}")
-    return task
 
 
 def decide(

@@ -31,7 +31,7 @@ from domain.models import (
     SharingCycle,
 )
 from domain.plans import get_plan, load_plans
-from domain.services import events, winddown
+from domain.services import events, investigations, winddown
 from domain.services.claims import find_claim, member_facts, reject
 from domain.services.events import move
 from domain.services.members import published_cutoffs
@@ -120,6 +120,8 @@ def decide_objection(
     assert claim is not None
     if claim.state in (State.SETTLED, State.PAID):
         raise Refused(f"the case was already {claim.state}: an objection cannot undo it")
+    if case := investigations.open_case_of(session, claim.id or 0):
+        raise Refused(f"investigation {case.id} of the case is open: its findings come first")
     objection.status = "upheld" if uphold else "dismissed"
     objection.decided_at, objection.decided_by, objection.note = at, reviewer, note[:500]
     session.add(objection)

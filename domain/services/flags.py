@@ -8,15 +8,18 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, or_, select
 
 from domain import flags
+from domain.calendar import local_date
 from domain.models import Claim, ClaimFlag, Member
 from domain.plans import get_plan
+from domain.records import Evidence
 
 
-def raised(session: Session, claim: Claim, member: Member) -> list[flags.Flag]:
+def raised(session: Session, claim: Claim, member: Member, evidence: Evidence) -> list[flags.Flag]:
     """Every flag the claim raises (none rejects it)."""
-    assert claim.plan and claim.diagnosed_on
+    assert claim.plan and claim.diagnosed_on and claim.icd10
     found = [
         flags.early(claim.diagnosed_on, get_plan(claim.plan).waiting_period_ends(member.joined_at)),
+        flags.prior(evidence.earlier, claim.icd10, local_date(member.joined_at)),
         flags.family(_family_claims(session, claim, member)),
         _hospital(session, claim),
         _wave(session, claim),

@@ -19,6 +19,7 @@ UNCERTAIN = [
     State.UNDER_REVIEW,
     State.NEEDS_REVIEW,
     State.AWAITING_SECOND_REVIEW,
+    State.INVESTIGATING,
     State.OBJECTED,
 ]
 

@@ -10,11 +10,13 @@ from sqlmodel import Session, col, func, select
 
 from domain import review
 from domain.claims import PAYABLE, WITH_A_PERSON, Reason, State
-from domain.models import Claim, ClaimEvent, ReviewTask
+from domain.investigations import Cause, Finding, against_findings
+from domain.models import Claim, ClaimEvent, Investigation, ReviewTask
 from domain.plans import get_plan
 from domain.services import claims as claim_service
-from domain.services import flags
+from domain.services import flags, investigations
 from domain.services.events import move, note
+from domain.services.review_tasks import queue_for_a_person
 from domain.services.store import load_for_update
 
 FIRST, SECOND = "first", "second"  # the task's stage, as queue_for_a_person sets it
@@ -43,7 +45,7 @@ def open_tasks(session: Session, now: datetime) -> int:
         .where(~select(ReviewTask.claim_id).where(ReviewTask.claim_id == Claim.id).exists())
     ).all()
     for claim in waiting:
-        claim_service.queue_for_a_person(session, claim, now)
+        queue_for_a_person(session, claim, now)
     return len(waiting)
 
 
@@ -131,7 +133,11 @@ def decide(
     claim, task = _waiting(session, submission_id)
     _assign(session, claim, task, reviewer, now)  # the claim and its task are locked once
     plan = get_plan(task.plan)
-    if task.stage == FIRST and review.needs_second_review(approve, claim.amount_fen, plan):
+    assert claim.id is not None
+    if task.stage == FIRST and (
+        review.needs_second_review(approve, claim.amount_fen, plan)
+        or against_findings(approve, findings_of(session, claim.id))
+    ):
         _await_second(session, claim, task, approve, reason, reviewer_note, reviewer, now)
         return claim
     if task.stage == SECOND and approve != task.first_approve:
@@ -141,11 +147,46 @@ def decide(
         reason = Reason(task.first_reason or reason)
         reviewer_note = reviewer_note or task.first_note or ""
     _close(session, claim)
-    assert claim.id is not None
     flags.settle(session, claim.id, confirmed=not approve, reviewer=reviewer)
     return claim_service.decide(
         session, submission_id, approve, reviewer, now, reason, reviewer_note
     )
+
+
+def findings_of(session: Session, claim_id: int) -> Finding | None:
+    """What the claim's latest investigation found, if it had one."""
+    case = investigations.latest_finding(session, claim_id)
+    return Finding(case.finding) if case and case.finding else None
+
+
+def investigate(
+    session: Session, submission_id: str, why: str, reviewer: str, now: datetime
+) -> Investigation:
+    """A reviewer sends a claim to an investigator: one waiting for a person (it leaves the queue
+    until the findings come back), or an announced one a member objected to (disputed: it stays
+    announced, and the objection's re-review waits for the findings)."""
+    if not why.strip():
+        raise Refused("say what the investigator should find out")
+    claim = claim_service.find_claim(session, submission_id, lock=True)
+    if claim.state == State.OBJECTED:
+        note(session, claim, f"reviewer:{reviewer}", now, f"investigation of the objection: {why}")
+        return investigations.open_for(session, claim, Cause.DISPUTED, why, reviewer, now)
+    claim, task = _waiting(session, submission_id)
+    if task.assigned_to not in (None, reviewer):
+        raise Refused(f"claim {submission_id} is taken by {task.assigned_to}")
+    _close(session, claim)
+    move(session, claim, State.INVESTIGATING, f"reviewer:{reviewer}", now, f"investigation: {why}")
+    return investigations.open_for(session, claim, Cause.REVIEWER, why, reviewer, now)
+
+
+def decision_due(session: Session, claim_id: int) -> datetime | None:
+    """When a person is due to decide the claim: its review task's due time, or, while it is
+    investigated, the findings' due time plus the plan's time to review them."""
+    if task := session.get(ReviewTask, claim_id):
+        return task.due_at
+    if case := investigations.open_case_of(session, claim_id):
+        return review.deadlines(case.due_at, get_plan(case.plan)).due_at
+    return None
 
 
 def _await_second(

@@ -54,7 +54,10 @@ EXAMPLES = settings(
 CLAIMS = ["settled-1", "announced-1", "review-1", "rejected-1", "others-1"]
 # One past SQLite's largest INTEGER (PostgreSQL's id columns end sooner, at 2**31 - 1).
 PAST_LAST_ID = 2**63
-CALLERS = {"member": ("APPLICANT", set()), "staff": ("REVIEWER", {"reviewer", "operator"})}
+CALLERS = {
+    "member": ("APPLICANT", set()),
+    "staff": ("REVIEWER", {"reviewer", "investigator", "operator"}),
+}
 
 
 def records() -> list[int]:

@@ -11,7 +11,9 @@ from sqlmodel import select
 from broker.database import engine
 from broker.proofkeys import proof_keys
 from broker.submit import send_step
+from domain.claims import Reason
 from domain.db import transaction
+from domain.investigations import Finding
 from domain.models import Claim, ClaimEvent, ReviewTask
 from domain.plans import get_plan
 from domain.records import Condition, Evidence, Reply
@@ -19,7 +21,7 @@ from domain.review import sample_draw, sampling_reason
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
 from domain.services import flags as flag_service
-from domain.services import review
+from domain.services import investigations, review
 from tests.integration.api_support import serving
 from tests.integration.scenario import (
     CRITICAL,
@@ -62,6 +64,16 @@ def queue() -> list[tuple[str, str, bool, str | None]]:
             )
             for w in review.queue(session)
         ]
+
+
+def investigated(claim_id: int, finding: Finding, reason: Reason | None = None) -> None:
+    """The claim's open case assigned and closed with `finding`: back to the review queue."""
+    with transaction(engine()) as session:
+        case = investigations.open_case_of(session, claim_id)
+        assert case is not None and case.id is not None
+        investigations.assign(session, case.id, "inv-zhao", None, "lead-qian", LATER)
+        investigations.close(session, case.id, "inv-zhao", finding, reason, "visited", LATER)
+    assert step(lambda s: s.get(Claim, claim_id).state) == "needs_review"
 
 
 def problems() -> list[str]:
@@ -226,7 +238,7 @@ def test_a_flag_sends_an_approval_to_a_person_never_a_rejection_and_the_decision
     enrol([member("EARLY", CRITICAL, 45, joined_days_ago=110), member("PLAIN", CRITICAL, 45)])
     early = claim_through_rules(submission("early", "EARLY", "C73"))
     claim_through_rules(submission("plain", "PLAIN", "C73"))
-    assert (state("early"), state("plain")) == ("needs_review", "scheduled")
+    assert (state("early"), state("plain")) == ("investigating", "scheduled")
     with transaction(engine()) as session:
         [flag] = flag_service.of_claim(session, early)
         assert (flag.rule, flag.outcome) == ("early", None)
@@ -234,6 +246,7 @@ def test_a_flag_sends_an_approval_to_a_person_never_a_rejection_and_the_decision
         assert any(
             r and r.startswith(claim_service.FLAGGED + "early: diagnosed 10 days") for r in said
         )
+    investigated(early, Finding.SUPPORTS)
     assert step(review.decide, "early", True, "dr-li", LATER).state == "approved"  # 100,000
     with transaction(engine()) as session:
         [flag] = flag_service.of_claim(session, early)
@@ -251,7 +264,8 @@ def test_several_claims_in_one_family_flag_the_next_and_a_rejection_confirms_it(
     for sid, ref in (("kid-1", "KID1"), ("kid-2", "KID2")):
         claim_through_rules(submission(sid, ref, "C73"))
     payer = claim_through_rules(submission("payer", "PAYER", "C73"))
-    assert state("payer") == "needs_review"
+    assert state("payer") == "investigating"
+    investigated(payer, Finding.CONTRADICTS, Reason.CRITERIA_NOT_MET)
     for reviewer in ("dr-li", "dr-wang"):
         step(review.decide, "payer", False, reviewer, LATER)
     with transaction(engine()) as session:

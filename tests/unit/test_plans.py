@@ -135,6 +135,7 @@ def raw_plan(**changes: object) -> dict[str, object]:
         "second_review_from_fen": 30_000_000,
         "sample_rate_bp": 500,
         "sample_above_fen": 30_000_000,
+        "investigation_due_days": 10,
         "amount": [{"min_age": 18, "max_age": 50, "severity": "severe", "amount_fen": 100}],
     }
     base.update(changes)
