@@ -252,7 +252,12 @@ def evidence_file(case_id: CaseId, sha256: Sha256, _: Staff) -> Response:
         # The row is there and the bytes are not, or not whole: the store must be restored.
         title = "The evidence file cannot be read"
         raise Problem(500, "evidence-unavailable", title, str(error)) from None
-    return Response(data, media_type=listed.media_type)
+    # Sent as a download, never rendered in the reviewer's browser as the type it claims.
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": f'attachment; filename="{sha256}"',
+    }
+    return Response(data, media_type=listed.media_type, headers=headers)
 
 
 @router.post("/{case_id}/findings")

@@ -31,10 +31,11 @@ class EvidenceStore:
         return self.root / key[:2] / key
 
     def put(self, data: bytes) -> str:
-        """Store the bytes (once: the same bytes have the same name); returns their name."""
+        """Store the bytes (once: the same bytes have the same name; a missing or damaged copy
+        is written again); returns their name."""
         key = hashlib.sha256(data).hexdigest()
         path = self._path(key)
-        if path.exists():
+        if path.exists() and _sha256_of(path) == key:
             return key
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written and synced under a temporary name, then renamed: a reader never sees half.
@@ -59,6 +60,11 @@ class EvidenceStore:
         if hashlib.sha256(data).hexdigest() != key:
             raise EvidenceCorrupt(f"evidence {key}: the stored bytes do not match their hash")
         return data
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as stored:
+        return hashlib.file_digest(stored, "sha256").hexdigest()
 
 
 def evidence_store() -> EvidenceStore:

@@ -523,7 +523,8 @@ def serve(
 def api_token(
     member_ref: Annotated[str, typer.Argument(help="The member the token is for (its sub).")],
     role: Annotated[
-        list[str] | None, typer.Option("--role", help="A staff role: reviewer or operator.")
+        list[str] | None,
+        typer.Option("--role", help="A staff role: reviewer, investigator or operator."),
     ] = None,
     minutes: Annotated[int, typer.Option(help="Minutes until it expires.")] = 60,
     as_json: bool = JSON_OPTION,

@@ -56,12 +56,7 @@ TRANSITIONS: dict[State, set[State]] = {
     },
     State.INVESTIGATING: {State.NEEDS_REVIEW},
     # The second reviewer confirms the first decision, or sends the claim back to a person.
-    State.AWAITING_SECOND_REVIEW: {
-        State.APPROVED,
-        State.REJECTED,
-        State.NEEDS_REVIEW,
-        State.INVESTIGATING,
-    },
+    State.AWAITING_SECOND_REVIEW: {State.APPROVED, State.REJECTED, State.NEEDS_REVIEW},
     State.APPROVED: {State.SCHEDULED},
     State.SCHEDULED: {State.ANNOUNCED, State.REJECTED},
     State.ANNOUNCED: {State.SETTLED, State.OBJECTED},

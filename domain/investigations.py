@@ -9,6 +9,7 @@ to the review queue. A decision against the findings rests on two reviewers (fou
 """
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -63,21 +64,50 @@ def finding_refusal(finding: Finding, reason: Reason | None) -> str | None:
     return None
 
 
-def against_findings(approve: bool, finding: Finding | None) -> bool:
-    """A decision that goes against what the investigation found: it needs a second reviewer."""
-    return (approve and finding == Finding.CONTRADICTS) or (
-        not approve and finding == Finding.SUPPORTS
-    )
+def against_findings(approve: bool, findings: Iterable[Finding]) -> bool:
+    """A decision that goes against anything the claim's investigations found: it needs a
+    second reviewer. Every case counts, so a later case cannot wash out an earlier finding."""
+    found = set(findings)
+    return (approve and Finding.CONTRADICTS in found) or (not approve and Finding.SUPPORTS in found)
 
 
-def evidence_refusal(size: int, media_type: str) -> str | None:
+def decider_refusal(reviewer: str, investigators: Iterable[str]) -> str | None:
+    """Who investigates a claim does not also decide it."""
+    if reviewer in set(investigators):
+        return f"{reviewer} investigated the claim; a reviewer who did not decides it"
+    return None
+
+
+def evidence_refusal(data: bytes, media_type: str) -> str | None:
+    size = len(data)
     if size == 0:
         return "the file is empty"
     if size > EVIDENCE_MAX_BYTES:
         return f"the file is {size} bytes; at most {EVIDENCE_MAX_BYTES} bytes (20 MiB)"
     if media_type not in EVIDENCE_TYPES:
         return f"{media_type or 'no type'} is not accepted; send one of {sorted(EVIDENCE_TYPES)}"
+    if not _looks_like(data, media_type):
+        return f"the file's bytes are not {media_type}; send it with the type it is"
     return None
+
+
+# The first bytes each type begins with: a file is served back with the type it came with, so
+# it must be what it says (no page sent as a picture).
+_SIGNATURES = {
+    "application/pdf": b"%PDF-",
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+}
+
+
+def _looks_like(data: bytes, media_type: str) -> bool:
+    if media_type == "text/plain":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return not text.lstrip().startswith("<")  # not a page
+    return data.startswith(_SIGNATURES[media_type])
 
 
 def content_key(data: bytes) -> str:

@@ -331,6 +331,9 @@ class Objection(SQLModel, table=True):
     decided_at: datetime | None = moment(nullable=True)
     decided_by: str | None = Field(default=None, max_length=64)
     note: str | None = Field(default=None, max_length=500)
+    # A re-review against an investigation's findings rests on two reviewers: the first's.
+    first_by: str | None = Field(default=None, max_length=64)
+    first_uphold: bool | None = None
 
 
 class JuryCase(SQLModel, table=True):

@@ -352,10 +352,13 @@ def _four_eyes(session: Session) -> list[str]:
     problems, first_of = [], {}
     for claim_id, was, to, actor, at, ref, plan, amount in steps:
         approve = to == State.APPROVED
+        if was == to:
+            continue  # taken, handed back: a note, not a decision
+        found = _found_by(findings.get(claim_id, []), at)
+        if actor.removeprefix("reviewer:") in {who for _, who in found}:
+            problems.append(f"claim {ref}: {actor} decided a claim they investigated")
         if (was, to) == (State.NEEDS_REVIEW, State.AWAITING_SECOND_REVIEW):
             first_of[claim_id] = actor
-        elif was == to:
-            continue  # taken, handed back: a note, not a decision
         elif was == State.AWAITING_SECOND_REVIEW and first_of.get(claim_id) == actor:
             problems.append(f"claim {ref}: {actor} gave both decisions (four eyes)")
         elif (
@@ -363,30 +366,64 @@ def _four_eyes(session: Session) -> list[str]:
             and plan
             and (
                 review_rules.needs_second_review(approve, amount, get_plan(plan))
-                or against_findings(approve, _found_by(findings.get(claim_id, []), at))
+                or against_findings(approve, (finding for finding, _ in found))
             )
         ):
             problems.append(f"claim {ref}: {to} by {actor} alone, without a second reviewer")
-    return problems
+    return problems + _re_reviews_against_findings(session, findings)
 
 
-def _findings(session: Session) -> dict[int, list[tuple[datetime, Finding]]]:
+Found = tuple[datetime, Finding, str]  # when the findings were filed, what, and by whom
+
+
+def _findings(session: Session) -> dict[int, list[Found]]:
     """Each claim's closed investigations' findings, in the order they were filed."""
     rows = session.exec(
-        select(Investigation.claim_id, Investigation.closed_at, Investigation.finding)
+        select(
+            Investigation.claim_id,
+            Investigation.closed_at,
+            Investigation.finding,
+            Investigation.investigator,
+        )
         .where(col(Investigation.closed_at).is_not(None), col(Investigation.finding).is_not(None))
         .order_by(col(Investigation.closed_at))
     ).all()
-    found: dict[int, list[tuple[datetime, Finding]]] = {}
-    for claim_id, closed_at, finding in rows:
-        found.setdefault(claim_id, []).append((closed_at, Finding(finding)))
+    found: dict[int, list[Found]] = {}
+    for claim_id, closed_at, finding, investigator in rows:
+        found.setdefault(claim_id, []).append((closed_at, Finding(finding), investigator or ""))
     return found
 
 
-def _found_by(findings: list[tuple[datetime, Finding]], at: datetime) -> Finding | None:
-    """The findings a decision at `at` rested on: the last filed before it."""
-    before = [finding for closed_at, finding in findings if closed_at <= at]
-    return before[-1] if before else None
+def _found_by(findings: list[Found], at: datetime) -> list[tuple[Finding, str]]:
+    """The findings a decision at `at` rested on: every one filed before it."""
+    return [(finding, who) for closed_at, finding, who in findings if closed_at <= at]
+
+
+def _re_reviews_against_findings(session: Session, findings: dict[int, list[Found]]) -> list[str]:
+    """An objection's re-review against what the case's investigations found was given by two
+    reviewers, neither its investigator. (Objections settled along with another, or by a jury
+    or a close, name an actor, `reviewer:NAME` or the like, and are not re-reviews.)"""
+    decided = session.exec(
+        select(Objection, Claim.submission_id)
+        .join(Claim, col(Claim.id) == Objection.claim_id)
+        .where(col(Objection.status).in_(["upheld", "dismissed"]))
+        .where(col(Objection.claim_id).in_(list(findings)))
+        .where(~col(Objection.decided_by).contains(":"))
+    ).all()
+    problems = []
+    for objection, ref in decided:
+        assert objection.decided_at is not None
+        found = _found_by(findings[objection.claim_id], objection.decided_at)
+        who = objection.decided_by
+        if who in {investigator for _, investigator in found}:
+            problems.append(f"claim {ref}: {who} re-reviewed a case they investigated")
+        against = against_findings(objection.status == "dismissed", (f for f, _ in found))
+        if against and objection.first_by in (None, who):
+            problems.append(
+                f"claim {ref}: objection {objection.id} {objection.status} by {who} alone, "
+                "against the investigation's findings"
+            )
+    return problems
 
 
 def _claims_moved_once(session: Session) -> list[str]:

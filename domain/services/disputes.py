@@ -18,6 +18,7 @@ from domain.disputes import (
     objection_window,
 )
 from domain.illnesses import load_catalog
+from domain.investigations import Finding, against_findings, decider_refusal
 from domain.members import ExitReason
 from domain.models import (
     Charge,
@@ -122,6 +123,8 @@ def decide_objection(
         raise Refused(f"the case was already {claim.state}: an objection cannot undo it")
     if case := investigations.open_case_of(session, claim.id or 0):
         raise Refused(f"investigation {case.id} of the case is open: its findings come first")
+    if _first_of_two(session, objection, claim, uphold, reviewer, at):
+        return objection
     objection.status = "upheld" if uphold else "dismissed"
     objection.decided_at, objection.decided_by, objection.note = at, reviewer, note[:500]
     session.add(objection)
@@ -136,6 +139,34 @@ def decide_objection(
     elif not uphold and claim.state == State.OBJECTED:
         move(session, claim, State.ANNOUNCED, actor, at, f"objection {objection_id} dismissed")
     return objection
+
+
+def _first_of_two(
+    session: Session, objection: Objection, claim: Claim, uphold: bool, reviewer: str, at: datetime
+) -> bool:
+    """A re-review against what the case's investigations found rests on two reviewers, neither
+    of them its investigator: the first is recorded and waits; True while it waits."""
+    cases = investigations.closed_cases(session, claim.id or 0)
+    if why := decider_refusal(reviewer, (c.investigator for c in cases if c.investigator)):
+        raise Refused(why)
+    if not against_findings(not uphold, (Finding(c.finding) for c in cases if c.finding)):
+        return False
+    if objection.first_by is None:
+        objection.first_by, objection.first_uphold = reviewer, uphold
+        session.add(objection)
+        what = "uphold" if uphold else "dismiss"
+        events.note(
+            session,
+            claim,
+            f"reviewer:{reviewer}",
+            at,
+            f"objection {objection.id}: first re-review: {what}, against the investigation's "
+            "findings; a second reviewer decides",
+        )
+        return True
+    if objection.first_by == reviewer:
+        raise Refused(f"{reviewer} gave the first re-review; another reviewer gives the second")
+    return False
 
 
 def close_open_objections(

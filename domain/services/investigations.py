@@ -130,7 +130,7 @@ def add_evidence(
     again is the same entry."""
     _, case = _case(session, case_id)
     _hold(case, author)
-    if why := evidence_refusal(len(data), media_type):
+    if why := evidence_refusal(data, media_type):
         raise Refused(why)
     sha = content_key(data)
     known = session.exec(
@@ -138,12 +138,13 @@ def add_evidence(
             EvidenceFile.investigation_id == case_id, EvidenceFile.sha256 == sha
         )
     ).first()
-    if known is not None:
-        return known
-    # The bytes first: a row must never name a file that is not there (a file no row names is
+    # The bytes first, and again when the row is there: a row must never name a file that is
+    # not there whole (the store mends a missing or damaged copy; a file no row names is
     # harmless, and the same bytes are stored once).
     if store.put(data) != sha:
         raise RuntimeError("the evidence store named the file by another hash")
+    if known is not None:
+        return known
     evidence = EvidenceFile(
         investigation_id=case_id,
         sha256=sha,
@@ -198,13 +199,16 @@ def _note(session: Session, case: Investigation, author: str, now: datetime, tex
     session.add(InvestigationNote(investigation_id=case.id, author=author, at=now, text=text))
 
 
-def latest_finding(session: Session, claim_id: int) -> Investigation | None:
-    """The claim's most recent closed case, whose findings the decision rests on."""
-    return session.exec(
-        select(Investigation)
-        .where(Investigation.claim_id == claim_id, col(Investigation.closed_at).is_not(None))
-        .order_by(col(Investigation.closed_at).desc(), col(Investigation.id).desc())
-    ).first()
+def closed_cases(session: Session, claim_id: int) -> list[Investigation]:
+    """The claim's closed cases, in the order their findings were filed: the decision rests on
+    all of them."""
+    return list(
+        session.exec(
+            select(Investigation)
+            .where(Investigation.claim_id == claim_id, col(Investigation.closed_at).is_not(None))
+            .order_by(col(Investigation.closed_at), col(Investigation.id))
+        ).all()
+    )
 
 
 @dataclass(frozen=True)

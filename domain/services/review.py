@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, select
 
 from domain import review
 from domain.claims import PAYABLE, WITH_A_PERSON, Reason, State
-from domain.investigations import Cause, Finding, against_findings
+from domain.investigations import Cause, Finding, against_findings, decider_refusal
 from domain.models import Claim, ClaimEvent, Investigation, ReviewTask
 from domain.plans import get_plan
 from domain.services import claims as claim_service
@@ -99,7 +99,10 @@ def take(session: Session, submission_id: str, reviewer: str, now: datetime) -> 
 
 
 def _assign(session: Session, claim: Claim, task: ReviewTask, reviewer: str, now: datetime) -> None:
-    if why := review.take_refusal(reviewer, task.assigned_to, task.first_reviewer):
+    investigators = (c.investigator for c in investigations.closed_cases(session, task.claim_id))
+    if why := review.take_refusal(reviewer, task.assigned_to, task.first_reviewer) or (
+        decider_refusal(reviewer, (who for who in investigators if who))
+    ):
         raise Refused(f"claim {claim.submission_id}: {why}")
     if task.assigned_to != reviewer:
         task.assigned_to, task.assigned_at = reviewer, now
@@ -131,12 +134,13 @@ def decide(
     """A reviewer's decision. The first on a rejection or a large approval waits for a second
     reviewer; the second, if the same, makes it final, and if not sends the claim back."""
     claim, task = _waiting(session, submission_id)
-    _assign(session, claim, task, reviewer, now)  # the claim and its task are locked once
-    plan = get_plan(task.plan)
     assert claim.id is not None
+    _assign(session, claim, task, reviewer, now)  # the claim and its task are locked once
+    cases = investigations.closed_cases(session, claim.id)
+    plan = get_plan(task.plan)
     if task.stage == FIRST and (
         review.needs_second_review(approve, claim.amount_fen, plan)
-        or against_findings(approve, findings_of(session, claim.id))
+        or against_findings(approve, (Finding(c.finding) for c in cases if c.finding))
     ):
         _await_second(session, claim, task, approve, reason, reviewer_note, reviewer, now)
         return claim
@@ -153,10 +157,10 @@ def decide(
     )
 
 
-def findings_of(session: Session, claim_id: int) -> Finding | None:
-    """What the claim's latest investigation found, if it had one."""
-    case = investigations.latest_finding(session, claim_id)
-    return Finding(case.finding) if case and case.finding else None
+def findings_of(session: Session, claim_id: int) -> str | None:
+    """What the claim's investigations found, in order (e.g. "contradicts, inconclusive")."""
+    found = [c.finding for c in investigations.closed_cases(session, claim_id) if c.finding]
+    return ", ".join(found) or None
 
 
 def investigate(
@@ -174,6 +178,11 @@ def investigate(
     claim, task = _waiting(session, submission_id)
     if task.assigned_to not in (None, reviewer):
         raise Refused(f"claim {submission_id} is taken by {task.assigned_to}")
+    if task.stage == SECOND:  # its first decision must not be lost: the second comes first
+        raise Refused(
+            f"claim {submission_id} waits for a second reviewer; they decide it (or disagree, "
+            "which sends it back to the queue) before it can be investigated"
+        )
     _close(session, claim)
     move(session, claim, State.INVESTIGATING, f"reviewer:{reviewer}", now, f"investigation: {why}")
     return investigations.open_for(session, claim, Cause.REVIEWER, why, reviewer, now)

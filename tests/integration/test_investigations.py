@@ -16,7 +16,14 @@ from broker.proofkeys import proof_keys
 from domain.claims import Reason
 from domain.db import transaction
 from domain.investigations import EVIDENCE_MAX_BYTES, Cause, Finding
-from domain.models import Claim, ClaimEvent, EvidenceFile, Investigation, ReviewTask
+from domain.models import (
+    Claim,
+    ClaimEvent,
+    EvidenceFile,
+    Investigation,
+    Objection,
+    ReviewTask,
+)
 from domain.records import Condition, Evidence, Reply
 from domain.services import audit as audit_service
 from domain.services import claims as claim_service
@@ -132,7 +139,7 @@ def test_evidence_is_stored_by_its_hash_outside_the_database_and_checked_when_re
         assert [(r.label, r.size_bytes) for r in rows] == [("出院小结", len(PDF))]
     for data, kind, why in [
         (b"", "application/pdf", "empty"),
-        (b"x" * (EVIDENCE_MAX_BYTES + 1), "application/pdf", "at most"),
+        (PDF + b"x" * EVIDENCE_MAX_BYTES, "application/pdf", "at most"),
         (b"MZ\x90\x00", "application/x-msdownload", "not accepted"),
     ]:
         with pytest.raises(investigations.Refused, match=why):
@@ -158,9 +165,8 @@ def test_a_decision_against_the_findings_waits_for_a_second_reviewer(
     case_id = flagged()
     assigned(case_id)
     findings(case_id, finding, reason)
-    assert step(review.findings_of, step(lambda s: s.get(Investigation, case_id).claim_id)) == (
-        finding
-    )
+    claim_id = step(lambda s: s.get(Investigation, case_id).claim_id)
+    assert step(review.findings_of, claim_id) == finding
     decided = step(review.decide, "early", approve, "dr-li", LATEST)
     expected = "awaiting_second_review" if second else "approved"
     assert decided.state == expected
@@ -374,4 +380,100 @@ def test_a_flagged_claim_goes_to_investigation_and_back_on_the_fleet(postgres_st
             select(ClaimEvent.actor, ClaimEvent.to_state).where(ClaimEvent.claim_id == early.id)
         ).all()
     assert ("investigator:inv-zhao", "needs_review") in events
+    assert problems() == []
+
+
+def test_html_sent_as_a_picture_is_refused_and_a_damaged_copy_is_mended_by_sending_it_again(
+    sqlite_stack,
+):
+    case_id = flagged()
+    assigned(case_id)
+    store, add = evidence_store(), investigations.add_evidence
+    page = b"<html><script>alert(1)</script></html>"
+    with pytest.raises(investigations.Refused, match="are not image/png"):
+        step(add, case_id, "inv-zhao", page, "image/png", "", store, LATER)
+    sent = step(add, case_id, "inv-zhao", PDF, "application/pdf", "", store, LATER)
+    path = store.root / sent.sha256[:2] / sent.sha256
+    path.write_bytes(b"damaged")
+    again = step(add, case_id, "inv-zhao", PDF, "application/pdf", "", store, LATEST)
+    assert again.id == sent.id and store.get(sent.sha256) == PDF
+    path.unlink()
+    step(add, case_id, "inv-zhao", PDF, "application/pdf", "", store, LATEST)
+    assert store.get(sent.sha256) == PDF
+
+
+def test_a_claim_waiting_for_its_second_reviewer_keeps_its_first_decision(sqlite_stack):
+    case_id = flagged()
+    assigned(case_id)
+    findings(case_id, Finding.CONTRADICTS, Reason.UNDISCLOSED_CONDITION)
+    assert step(review.decide, "early", True, "dr-li", LATEST).state == "awaiting_second_review"
+    with pytest.raises(review.Refused, match="waits for a second reviewer"):
+        step(review.investigate, "early", "look again", "dr-li", LATEST)
+    with pytest.raises(review.Refused, match="four eyes"):
+        step(review.decide, "early", True, "dr-li", LATEST)
+    assert state("early") == "awaiting_second_review"
+
+
+def test_an_investigator_does_not_decide_and_a_later_case_does_not_wash_out_the_findings(
+    sqlite_stack,
+):
+    case_id = flagged()
+    assigned(case_id)
+    findings(case_id, Finding.CONTRADICTS, Reason.UNDISCLOSED_CONDITION)
+    # dr-li, a reviewer, sends it to a case of his own and files nothing against it.
+    again = step(review.investigate, "early", "look again", "dr-li", LATEST)
+    step(investigations.assign, again.id, "dr-li", None, "dr-li", LATEST)
+    step(investigations.close, again.id, "dr-li", Finding.INCONCLUSIVE, None, "nothing", LATEST)
+    for reviewer in ("inv-zhao", "dr-li"):
+        with pytest.raises(review.Refused, match="investigated the claim"):
+            step(review.take, "early", reviewer, LATEST)
+        with pytest.raises(review.Refused, match="investigated the claim"):
+            step(review.decide, "early", True, reviewer, LATEST)
+    # The earlier finding still counts: an approval waits for a second reviewer.
+    assert step(review.decide, "early", True, "dr-wang", LATEST).state == "awaiting_second_review"
+    assert problems() == []
+    # Past the queue's rules, the audit sees an investigator's own decision.
+    with transaction(engine()) as session:
+        session.exec(select(ReviewTask)).one().stage = "first"
+    step(claim_service.decide, "early", True, "inv-zhao", LATEST)
+    assert any("inv-zhao decided a claim they investigated" in p for p in problems())
+
+
+def test_an_objections_re_review_against_the_findings_rests_on_two_reviewers(sqlite_stack):
+    enrol(membership(20, 0))
+    claim_through_rules(submission("case-a", "C0005", "C73"))
+    publish()
+    objection = object_to("case-a", "C0001")
+    case = step(review.investigate, "case-a", "the objector says she works", "dr-li", LATER)
+    assigned(case.id)
+    findings(case.id, Finding.CONTRADICTS, Reason.UNDISCLOSED_CONDITION)
+    decide = disputes.decide_objection
+    with pytest.raises(disputes.Refused, match="investigated the claim"):
+        step(decide, objection, False, "inv-zhao", "", LATEST)
+    first = step(decide, objection, False, "dr-li", "kept", LATEST)
+    assert (first.status, first.first_by, state("case-a")) == ("open", "dr-li", "objected")
+    with pytest.raises(disputes.Refused, match="another reviewer"):
+        step(decide, objection, False, "dr-li", "kept", LATEST)
+    assert problems() == []
+    # A second reviewer may decide with the findings alone, or confirm the first.
+    assert step(decide, objection, False, "dr-wang", "kept", LATEST).status == "dismissed"
+    assert state("case-a") == "announced"
+    assert problems() == []
+    with transaction(engine()) as session:
+        session.exec(select(Objection)).one().first_by = None  # as if one person had decided
+    assert any("dismissed by dr-wang alone" in p for p in problems())
+
+
+def test_upholding_an_objection_the_findings_bear_out_rests_on_one_reviewer(sqlite_stack):
+    enrol(membership(20, 0))
+    claim_through_rules(submission("case-a", "C0005", "C73"))
+    publish()
+    objection = object_to("case-a", "C0001")
+    case = step(review.investigate, "case-a", "the objector says she works", "dr-li", LATER)
+    assigned(case.id)
+    findings(case.id, Finding.CONTRADICTS, Reason.UNDISCLOSED_CONDITION)
+    assert step(disputes.decide_objection, objection, True, "dr-li", "", LATEST).status == (
+        "upheld"
+    )
+    assert state("case-a") == "rejected"
     assert problems() == []

@@ -13,6 +13,7 @@ from domain.investigations import (
     Finding,
     against_findings,
     content_key,
+    decider_refusal,
     due,
     evidence_refusal,
     finding_refusal,
@@ -53,20 +54,49 @@ def test_findings_against_a_claim_cannot_carry_a_rule_of_the_plan_or_nothing():
         (False, Finding.CONTRADICTS, False),
         (True, Finding.INCONCLUSIVE, False),
         (False, Finding.INCONCLUSIVE, False),
-        (True, None, False),
     ],
 )
 def test_a_decision_against_the_findings_is_seen(approve, finding, against):
-    assert against_findings(approve, finding) is against
+    assert against_findings(approve, [finding]) is against
+
+
+def test_a_later_case_does_not_wash_out_an_earlier_finding():
+    assert against_findings(True, [Finding.CONTRADICTS, Finding.INCONCLUSIVE])
+    assert against_findings(False, [Finding.SUPPORTS, Finding.INCONCLUSIVE])
+    assert not against_findings(True, [])
+
+
+def test_who_investigated_a_claim_does_not_decide_it():
+    assert "investigated the claim" in decider_refusal("dr-li", ["inv-zhao", "dr-li"])
+    assert decider_refusal("dr-li", ["inv-zhao"]) is None
+
+
+PDF = b"%PDF-1.4 report"
 
 
 def test_evidence_files_are_of_a_known_type_and_size():
-    assert evidence_refusal(1, "application/pdf") is None
-    assert evidence_refusal(EVIDENCE_MAX_BYTES, "image/jpeg") is None
-    assert "empty" in evidence_refusal(0, "image/png")
-    assert "at most" in evidence_refusal(EVIDENCE_MAX_BYTES + 1, "image/png")
-    assert "not accepted" in evidence_refusal(10, "text/html")
-    assert "no type" in evidence_refusal(10, "")
+    assert evidence_refusal(PDF, "application/pdf") is None
+    assert evidence_refusal(b"\xff\xd8\xff\xe0" + b"0" * 100, "image/jpeg") is None
+    assert evidence_refusal(b"\x89PNG\r\n\x1a\n....", "image/png") is None
+    assert evidence_refusal("出院小结: 确诊".encode(), "text/plain") is None
+    assert "empty" in evidence_refusal(b"", "image/png")
+    assert "at most" in evidence_refusal(PDF + b"0" * EVIDENCE_MAX_BYTES, "application/pdf")
+    assert "not accepted" in evidence_refusal(b"<p>", "text/html")
+    assert "no type" in evidence_refusal(PDF, "")
+
+
+@pytest.mark.parametrize(
+    ("data", "claimed"),
+    [
+        (b"<html><script>alert(1)</script>", "image/png"),
+        (b"  <html>", "text/plain"),
+        (b"\xff\xfe not utf-8", "text/plain"),
+        (b"\x89PNG\r\n\x1a\n", "application/pdf"),
+        (b"%PDF-1.4", "image/jpeg"),
+    ],
+)
+def test_an_evidence_file_must_be_the_type_it_is_sent_as(data, claimed):
+    assert "are not" in evidence_refusal(data, claimed)
 
 
 def test_an_evidence_files_name_is_its_sha256():
