@@ -46,6 +46,7 @@ REQUIRED = {
     "HUZHU_API_PUBLIC_KEY_FILE": "/test-keys/platform-public.pem",
     "HUZHU_PROOF_SECRET": "test-proof-secret",
     "HUZHU_LOG_KEY_FILE": "/test-keys/log-signing-key.pem",
+    "HUZHU_REVIEW_SAMPLE_SEED": "test-review-sample-seed",
 }
 APP_ENV = {
     "HUZHU_DATABASE_URL": "postgresql+psycopg://huzhu:test-postgres-secret@postgres:5432/huzhu",
@@ -546,3 +547,14 @@ def test_only_the_cycle_worker_signs_the_log_and_only_it_and_the_api_know_the_pr
     # Still a worker: the cold shutdown and its grace survive the environment of its own.
     assert cycle["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
     assert cycle["environment"]["HUZHU_DATABASE_URL"] == APP_ENV["HUZHU_DATABASE_URL"]
+
+
+def test_only_the_review_worker_has_the_sample_draws_key(config):
+    given = {
+        name
+        for name, service in config["services"].items()
+        if "HUZHU_REVIEW_SAMPLE_SEED" in service.get("environment", {})
+    }
+    assert given == {"worker-review"}
+    seed = config["services"]["worker-review"]["environment"]["HUZHU_REVIEW_SAMPLE_SEED"]
+    assert seed == REQUIRED["HUZHU_REVIEW_SAMPLE_SEED"]
