@@ -14,6 +14,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
+# The dependencies first, exactly as locked (every file checked against its hash): the same
+# bytes on every build. This layer is rebuilt only when the lock changes.
+COPY requirements.txt ./
+RUN pip install --require-hashes --no-deps -r requirements.txt
 # Only what `pip install .` reads: the metadata (README.md is the package's long description)
 # and the six packages; tests, .git and local data stay out of the image.
 COPY pyproject.toml README.md ./
@@ -23,8 +27,9 @@ COPY workers/ workers/
 COPY cli/ cli/
 COPY api/ api/
 COPY sandbox/ sandbox/
-# Flower and the RedBeat scheduler come with the project's dependencies.
-RUN pip install .
+# The project itself, nothing more: its dependencies (Flower and the RedBeat scheduler among
+# them) are the locked ones above.
+RUN pip install --no-deps .
 
 # --- runtime ------------------------------------------------------------------------------------
 FROM python:3.11-slim

@@ -479,7 +479,9 @@ def test_dockerfile_installs_the_project_as_a_non_root_user_without_secrets():
     ]
     froms = [line.split()[1] for line in lines if line.upper().startswith("FROM ")]
     assert froms and all(image == "python:3.11-slim" for image in froms), froms
-    assert any(line.startswith("RUN ") and "pip install ." in line for line in lines)
+    # The dependencies as locked, each file checked against its hash; then the project alone.
+    assert "RUN pip install --require-hashes --no-deps -r requirements.txt" in lines
+    assert "RUN pip install --no-deps ." in lines
     users = [line.split()[1] for line in lines if line.upper().startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     for line in lines:
@@ -490,8 +492,10 @@ def test_dockerfile_installs_the_project_as_a_non_root_user_without_secrets():
     dependencies = " ".join(
         tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     )
+    locked = (ROOT / "requirements.txt").read_text()
     for package in ("flower", "celery-redbeat"):
         assert package in installs or package in dependencies, package
+        assert f"\n{package}==" in locked, package
 
 
 def test_the_build_copies_every_package_pip_installs():
